@@ -1,0 +1,5 @@
+import sys
+
+from cosec.cli import main
+
+sys.exit(main())
