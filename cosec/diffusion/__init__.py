@@ -1,0 +1,1 @@
+"""Noise schedules, solvers, consistency parametrisation and samplers."""
