@@ -1,0 +1,86 @@
+"""Distillation settings: the paper's defaults (appendix C) in one place, plus the knobs tiny runs need."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
+
+Distance = Literal["huber", "l2"]
+Trainable = Literal["all", "motion"]
+
+
+@dataclass
+class PhaseConfig:
+    """One distillation phase (defaults: paper phase 1). Weights multiply the regularisers of eqs. 4-8."""
+
+    steps: int = 3000
+    w: float = 2.5  # CFG scale in the LCM convention (effective 1 + w)
+    eta_weight: float = 0.1  # phi1: Equivalent Target Aggregation over RAS pairs (eq. 4, first term)
+    cons_weight: float = 0.02  # phi2: Contrastive Negative Sampling over inter-source pairs (eq. 4, second term)
+    tmp_weight: float = 0.0  # lambda: temporal ETA on self-dependency matrices (eqs. 7-8); clips only
+    trainable: Trainable = "all"  # "all" student D-UNet weights, or only its "motion" modules
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"PhaseConfig: steps must be >= 0, got {self.steps}")
+        for name in ("eta_weight", "cons_weight", "tmp_weight", "w"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"PhaseConfig: {name} must be >= 0, got {getattr(self, name)}")
+        if self.trainable not in get_args(Trainable):
+            raise ValueError(f"PhaseConfig: trainable must be one of {get_args(Trainable)}, got {self.trainable!r}")
+
+
+@dataclass
+class Phase1Config(PhaseConfig):
+    """Appendix C, phase 1 (frames): 3000 steps, w = 2.5, phi1 = 0.1, phi2 = 0.02."""
+
+
+@dataclass
+class Phase2Config(PhaseConfig):
+    """Appendix C, phase 2 (clips): 2000 steps, w = 1.5, temporal ETA lambda = 0.05, CoNS 0."""
+
+    steps: int = 2000
+    w: float = 1.5
+    eta_weight: float = 0.0
+    cons_weight: float = 0.0
+    tmp_weight: float = 0.05
+
+
+@dataclass
+class DistillConfig:
+    """All knobs of ReferenceLCM + CoSeC distillation; the defaults are the paper's (appendix C, sec. 2)."""
+
+    phase1: Phase1Config = field(default_factory=Phase1Config)
+    phase2: Phase2Config = field(default_factory=Phase2Config)
+    lr: float = 1e-6
+    ema_decay: float = 0.95  # target = EMA of the student
+    distance: Distance = "huber"  # "huber" (sqrt(d^2 + c^2) - c) or "l2"
+    huber_c: float = 0.001
+    num_solver_steps: int = 50  # N of T = 1000, skip k = T / N = 20
+    sigma_data: float = 0.5
+    timestep_scaling: float = 10.0
+    low_precision: bool = False  # teacher weights in bf16; teacher and target forwards under bf16 autocast
+    cons_margin: float | None = None  # optional CoNS guard: D clamped at this margin; None = paper form
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.adam_betas = tuple(self.adam_betas)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"DistillConfig: ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.distance not in get_args(Distance):
+            raise ValueError(f"DistillConfig: distance must be one of {get_args(Distance)}, got {self.distance!r}")
+        if self.lr <= 0:
+            raise ValueError(f"DistillConfig: lr must be > 0, got {self.lr}")
+        if self.cons_margin is not None and self.cons_margin <= 0:
+            raise ValueError(f"DistillConfig: cons_margin must be > 0 or None, got {self.cons_margin}")
+
+    def phase(self, number: int) -> PhaseConfig:
+        if number not in (1, 2):
+            raise ValueError(f"DistillConfig: phase must be 1 or 2, got {number}")
+        return self.phase1 if number == 1 else self.phase2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,227 @@
+"""ReferenceLCM: latent consistency distillation of a ReferenceNet teacher with the CoSeC regularisers.
+
+Teacher, target and student D-UNets start from the same weights; only the student trains and the target
+is its EMA (paper sec. 2.1, fig. 2). The frozen reference UNet and guidance encoders run once per step
+and their outputs (reference bank, pose features) feed all three D-UNets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from cosec.diffusion.lcd import ConsistencyFunction, DDIMSolver, cfg_combine, pair_distance
+from cosec.diffusion.schedule import NoiseSchedule, v_to_x0_eps
+from cosec.distill.batch import DistillBatch
+from cosec.distill.config import DistillConfig, PhaseConfig
+from cosec.distill.regularizers import cons_distance, eta_distance, temporal_self_dependency
+
+if TYPE_CHECKING:
+    from cosec.models import ChampModel
+
+LOSS_KEYS = ("loss_cd", "loss_eta", "loss_cons", "loss_tmp", "loss")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss or gradient became NaN/inf: training must stop before the weights (and checkpoints) are touched."""
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    module.requires_grad_(False)
+    return module.eval()
+
+
+def _is_motion(name: str) -> bool:
+    return "motion" in name
+
+
+class ReferenceLCD(nn.Module):
+    """Holds teacher (frozen D-UNet), student (trainable copy) and target (EMA copy) around a ChampModel.
+
+    ``model.denoising_unet`` is the teacher (cast to bf16 in place when ``config.low_precision``). The
+    student starts from ``student_init`` when given (e.g. the phase-1 student's 2D weights loaded into
+    the video D-UNet; only motion-module keys may be missing), else from the teacher.
+    """
+
+    def __init__(
+        self,
+        model: ChampModel,
+        config: DistillConfig | None = None,
+        student_init: dict[str, torch.Tensor] | None = None,
+        schedule: NoiseSchedule | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config or DistillConfig()
+        self.schedule = schedule or NoiseSchedule()
+        self.model = _frozen(model)
+        self.solver = DDIMSolver(self.schedule, self.config.num_solver_steps)
+        self.consistency = ConsistencyFunction(self.schedule, self.config.sigma_data, self.config.timestep_scaling)
+        self.student = copy.deepcopy(model.denoising_unet).float()
+        if student_init is not None:
+            result = self.student.load_state_dict(student_init, strict=False)
+            bad_missing = [k for k in result.missing_keys if not _is_motion(k)]
+            if bad_missing or result.unexpected_keys:
+                raise ValueError(
+                    "ReferenceLCD student_init: does not fit the D-UNet "
+                    f"(missing non-motion keys {bad_missing[:5]}, unexpected {result.unexpected_keys[:5]})"
+                )
+        self.student.requires_grad_(True).train()
+        self.target = _frozen(copy.deepcopy(self.student))
+        if self.config.low_precision:
+            model.denoising_unet.to(torch.bfloat16)
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self.model.denoising_unet
+
+    def trainable_parameters(self, phase: int) -> list[nn.Parameter]:
+        """Set requires_grad for the phase's trainable set (all student weights, or its motion modules)."""
+        motion_only = self.config.phase(phase).trainable == "motion"
+        params = []
+        for name, p in self.student.named_parameters():
+            p.requires_grad_(not motion_only or _is_motion(name))
+            if p.requires_grad:
+                params.append(p)
+        if not params:
+            raise ValueError(f"ReferenceLCD: phase {phase} has no trainable student parameters")
+        return params
+
+    def make_optimizer(self, phase: int) -> torch.optim.Optimizer:
+        c = self.config
+        return torch.optim.AdamW(
+            self.trainable_parameters(phase), lr=c.lr, betas=c.adam_betas, weight_decay=c.weight_decay
+        )
+
+    def train(self, mode: bool = True) -> ReferenceLCD:
+        """Only the student follows train/eval; the teacher, target and frozen parts stay in eval mode."""
+        self.training = mode
+        self.student.train(mode)
+        return self
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """target <- decay * target + (1 - decay) * student (fp32 master weights, buffers copied)."""
+        decay = self.config.ema_decay
+        for t, s in zip(self.target.parameters(), self.student.parameters(), strict=True):
+            t.lerp_(s.detach().to(t.dtype), 1.0 - decay)
+        for t, s in zip(self.target.buffers(), self.student.buffers(), strict=True):
+            t.copy_(s)
+
+    def _low_precision(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if not self.config.low_precision:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+    def phase1_step(self, batch: DistillBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Eq. 5: L1 = L_CD + phi1 ETA - phi2 CoNS on frame groups. Returns the loss terms (graph attached)."""
+        batch.validate(expect_clip=False)
+        return self._step(batch, self.config.phase1, generator)
+
+    def phase2_step(self, batch: DistillBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Eq. 8: L2 = L_CD + lambda R_tmp (+ optional ETA/CoNS) on clip groups."""
+        batch.validate(expect_clip=True)
+        return self._step(batch, self.config.phase2, generator)
+
+    def train_step(
+        self, batch: DistillBatch, optimizer: torch.optim.Optimizer, phase: int
+    ) -> dict[str, torch.Tensor]:
+        """Forward, finite check, backward, gradient clip, optimizer step and EMA update; detached losses."""
+        losses = self.phase1_step(batch) if phase == 1 else self.phase2_step(batch)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        if not torch.isfinite(norm):
+            optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(f"ReferenceLCD phase {phase}: gradient norm is {norm.item()}; weights untouched")
+        optimizer.step()
+        self.update_ema()
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _conditioning(self, clip, bank, features):
+        from cosec.models import Conditioning
+
+        return Conditioning(clip_embeds=clip, bank=bank, guidance_features=features)
+
+    def _step(self, batch: DistillBatch, cfg: PhaseConfig, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        c = self.config
+        model = self.model
+        lat = batch.latents.float()
+        device = lat.device
+        gen = generator or self.generator
+        g, k = batch.groups, batch.num_ras
+        use_ers = cfg.cons_weight > 0
+        if (cfg.eta_weight > 0 or cfg.tmp_weight > 0) and k < 2:
+            raise ValueError(f"ReferenceLCD: ETA / temporal ETA need >= 2 RAS references per group, got {k}")
+        if cfg.tmp_weight > 0 and not batch.is_clip:
+            raise ValueError("ReferenceLCD: the temporal term (tmp_weight > 0) needs clip batches (G,4,F,h,w)")
+        n_refs = batch.ref_index.shape[1] if use_ers else k
+        if use_ers and n_refs == k:
+            raise ValueError("ReferenceLCD: CoNS (cons_weight > 0) needs ERS references in every group")
+        used = batch.ref_index[:, :n_refs]  # (G, n_refs)
+
+        # Frozen conditioning, once per step: reference pass over distinct references, guidance encoders once.
+        with torch.no_grad():
+            distinct, inverse = torch.unique(used, return_inverse=True)
+            bank = model.reference_unet(batch.ref_latents[distinct].float(), batch.ref_clip[distinct].float())
+            features = model.guidance_encoders(batch.guidance)
+        clip = batch.ref_clip[distinct].float()
+
+        # One noisy target latent per group at t_{n+k}, shared by all its references (eq. 4: same x and p).
+        t_start, t_end = self.solver.sample_pairs(g, gen, device)
+        noise = torch.randn(lat.shape, generator=gen, dtype=lat.dtype).to(device)
+        x_start = self.solver.add_noise(lat, noise, t_start)
+
+        def rep(x: torch.Tensor, n: int) -> torch.Tensor:
+            return x.repeat_interleave(n, dim=0)
+
+        # Student over every (group, reference) item: RAS items serve L_CD and ETA, ERS items CoNS.
+        flat = inverse.reshape(-1)
+        cond_all = self._conditioning(clip[flat], bank.select(flat), rep(features, n_refs))
+        x_all, t_all = rep(x_start, n_refs), rep(t_start, n_refs)
+        v_student = model.predict(self.student, x_all, t_all, cond_all)
+        f_student = self.consistency(x_all, v_student.float(), t_all)
+        f_groups = f_student.unflatten(0, (g, n_refs))
+
+        # Teacher (CFG, LCM convention) and target on the RAS items, no grad, optionally bf16.
+        ras = inverse[:, :k].reshape(-1)
+        with torch.no_grad(), self._low_precision(device):
+            cond_ras = self._conditioning(clip[ras], bank.select(ras), rep(features, k))
+            x_ras, t_ras, t_end_ras = rep(x_start, k), rep(t_start, k), rep(t_end, k)
+            v_cond = model.predict(self.teacher, x_ras, t_ras, cond_ras).float()
+            # The unconditional branch (no clip, no bank, pose kept) does not depend on the reference: once per group.
+            uncond = self._conditioning(clip[inverse[:, 0]], None, features).uncond()
+            v_uncond = rep(model.predict(self.teacher, x_start, t_start, uncond).float(), k)
+            alpha, sigma = self.schedule.alpha_sigma(t_ras, lat.ndim)
+            x0_c, eps_c = v_to_x0_eps(x_ras, v_cond, alpha.to(device), sigma.to(device))
+            x0_u, eps_u = v_to_x0_eps(x_ras, v_uncond, alpha.to(device), sigma.to(device))
+            x_prev = self.solver.step(cfg_combine(x0_c, x0_u, cfg.w), cfg_combine(eps_c, eps_u, cfg.w), t_end_ras)
+            v_target = model.predict(self.target, x_prev, t_end_ras, cond_ras).float()
+            f_target = self.consistency(x_prev, v_target, t_end_ras)
+
+        dist = dict(distance=c.distance, huber_c=c.huber_c)
+        zero = f_student.new_zeros(())
+        losses = {"loss_cd": pair_distance(f_groups[:, :k].flatten(0, 1), f_target, **dist).mean()}
+        losses["loss_eta"] = cfg.eta_weight * eta_distance(f_groups, k, **dist) if cfg.eta_weight > 0 else zero
+        if use_ers:
+            videos = batch.ref_video[distinct][inverse]
+            d_ers = cons_distance(f_groups, videos, margin=c.cons_margin, **dist)
+            losses["loss_cons"] = -cfg.cons_weight * d_ers  # eq. 4: minus sign pushes inter-source outputs apart
+        else:
+            losses["loss_cons"] = zero
+        if cfg.tmp_weight > 0:
+            t_mat = temporal_self_dependency(f_groups[:, :k].flatten(0, 1)).unflatten(0, (g, k))
+            losses["loss_tmp"] = cfg.tmp_weight * eta_distance(t_mat, k, **dist)  # eq. 7
+        else:
+            losses["loss_tmp"] = zero
+        losses["loss"] = losses["loss_cd"] + losses["loss_eta"] + losses["loss_cons"] + losses["loss_tmp"]
+        bad = [name for name, value in losses.items() if not torch.isfinite(value).all()]
+        if bad:
+            values = ", ".join(f"{name}={losses[name].item()}" for name in LOSS_KEYS)
+            raise NonFiniteLossError(f"ReferenceLCD: non-finite loss ({values}); stop and keep the last good checkpoint")
+        return losses
