@@ -1,0 +1,1 @@
+"""Evaluation: DisCo-protocol metrics, backbone weights lookup, split evaluator and reports."""

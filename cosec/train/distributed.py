@@ -1,0 +1,105 @@
+"""Run a training loop in process, or on several workers through Ray Train (TorchTrainer, DDP).
+
+The loop function is the same either way: `loop_fn(config: dict) -> dict | None`. Inside it, call
+`prepare_model(model)` (DDP when there are several workers) and `device()`; the Trainer in
+cosec.train.loop finds rank and world size from torch.distributed and writes its checkpoint files
+itself (rank 0), so an in-process run and a Ray run resume from the same files.
+
+Ray binds loopback only: `ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1")`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+LoopFn = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _in_ray_worker() -> bool:
+    try:
+        import ray.train
+
+        ray.train.get_context().get_world_rank()
+        return True
+    except Exception:  # noqa: BLE001 - outside a Ray Train session every accessor raises
+        return False
+
+
+def device() -> torch.device:
+    """The worker's device: Ray's assignment inside Ray Train, else CUDA if present, else CPU."""
+    if _in_ray_worker():
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def prepare_model(model: nn.Module) -> nn.Module:
+    """Move to the worker's device and wrap in DDP when there are several workers; else unchanged (moved)."""
+    if world_size() > 1:
+        if _in_ray_worker():
+            import ray.train.torch
+
+            return ray.train.torch.prepare_model(model)
+        model = model.to(device())
+        return nn.parallel.DistributedDataParallel(model)
+    return model.to(device())
+
+
+def init_ray_local(num_cpus: int | None = None) -> None:
+    """Start a private single-node Ray bound to 127.0.0.1, no dashboard, no usage stats."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not ray.is_initialized():
+        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", num_cpus=num_cpus,
+                 log_to_driver=True, configure_logging=False)
+
+
+def _ray_worker(payload: dict[str, Any]) -> None:
+    import ray.train
+
+    result = payload["loop_fn"](payload["config"]) or {}
+    # Every worker reports (Ray Train requires it); the run's result carries rank 0's numbers.
+    ray.train.report({k: v for k, v in result.items() if isinstance(v, int | float | str)})
+
+
+def run(loop_fn: LoopFn, config: dict[str, Any], num_workers: int = 1, use_gpu: bool = False,
+        storage_path: str | Path | None = None, name: str = "cosec-train") -> dict[str, Any]:
+    """Run loop_fn(config) in this process (1 worker, no GPU) or on num_workers Ray Train workers.
+
+    Returns the dict loop_fn returned (rank 0's, via Ray's result metrics in the Ray case).
+    """
+    if num_workers < 1:
+        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+    if num_workers == 1 and not use_gpu:
+        return dict(loop_fn(config) or {})
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    init_ray_local()
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config={"loop_fn": loop_fn, "config": config},
+        scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+        run_config=ray.train.RunConfig(name=name, storage_path=str(storage_path) if storage_path else None),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise RuntimeError(f"Ray Train run {name!r} failed: {result.error}") from result.error
+    return dict(result.metrics or {})

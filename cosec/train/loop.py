@@ -1,0 +1,259 @@
+"""The one training loop every stage uses (teacher stages 1/2, distillation phases 1/2).
+
+Read it top to bottom: resume -> for each step: accumulate micro-batch gradients under autocast,
+check the loss is finite, clip, AdamW step, callbacks (EMA, validation), log, checkpoint.
+The stage supplies `step_fn(batch) -> loss` (or `(loss, {"loss_cd": ..., "loss_eta": ...})`), the
+parameters to optimise and the objects whose state must survive an interruption.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from cosec.train import checkpoint as ckpt
+from cosec.train.tracking import NullTracker, Tracker
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss (or the gradient norm) became NaN/inf; no checkpoint was written for this step."""
+
+
+StepOutput = torch.Tensor | tuple[torch.Tensor, Mapping[str, torch.Tensor | float]]
+Callback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int
+    out_dir: str  # checkpoints go to <out_dir>/checkpoints
+    lr: float = 1e-5
+    weight_decay: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    grad_accum: int = 1  # micro-batches per optimiser step
+    clip_grad_norm: float | None = 1.0  # None: no clipping
+    mixed_precision: str = "bf16"  # "bf16": autocast on CUDA (no-op on CPU); "no": fp32
+    checkpoint_every: int = 100
+    keep_last: int = 3
+    log_every: int = 10
+    seed: int = 0
+    resume: bool = True
+    progress: bool = True
+    desc: str = "train"
+
+    def __post_init__(self):
+        if self.max_steps < 1 or self.grad_accum < 1 or self.checkpoint_every < 1 or self.keep_last < 1:
+            raise ValueError(f"TrainConfig: max_steps, grad_accum, checkpoint_every, keep_last must be >= 1: {self}")
+        if self.mixed_precision not in ("bf16", "no"):
+            raise ValueError(f"TrainConfig.mixed_precision must be 'bf16' or 'no', got {self.mixed_precision!r}")
+        self.betas = tuple(self.betas)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.out_dir) / "checkpoints"
+
+
+@dataclass
+class TrainResult:
+    step: int
+    resumed_from: int
+    last_logs: dict[str, float] = field(default_factory=dict)
+    history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _unwrap(obj: Any) -> Any:
+    # DDP-wrapped modules save and load through the wrapped module (no "module." prefix in files).
+    return obj.module if isinstance(obj, nn.parallel.DistributedDataParallel) else obj
+
+
+def _split(out: StepOutput) -> tuple[torch.Tensor, dict[str, float]]:
+    if isinstance(out, tuple):
+        loss, parts = out
+        return loss, {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in parts.items()}
+    return out, {}
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, step_fn: Callable[[Any], StepOutput],
+                 params: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
+                 state: Mapping[str, Stateful] | None = None, tracker: Tracker | None = None,
+                 callbacks: Sequence[Callback] = ()):
+        self.config = config
+        self.step_fn = step_fn
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("Trainer: no parameters to optimise")
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, betas=config.betas, eps=config.eps,
+                                           weight_decay=config.weight_decay)
+        self.state = dict(state or {})
+        if "optimizer" in self.state:
+            raise ValueError("Trainer: state key 'optimizer' is reserved")
+        self.tracker = tracker or NullTracker()
+        self.callbacks = list(callbacks)
+        self.rank, self.world_size = _rank_world()
+        self.step = 0
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def _flat_params(self) -> list[torch.Tensor]:
+        out = []
+        for p in self.params:
+            out.extend(p["params"] if isinstance(p, dict) else [p])
+        return out
+
+    def save(self) -> Path | None:
+        folder = self.config.checkpoint_dir
+        if self.rank > 0:
+            ckpt.atomic_save(ckpt.rng_state(), ckpt.rank_rng_path(folder, self.step, self.rank))
+        path = None
+        if self.rank == 0:
+            blob = {
+                "step": self.step,
+                "state": {name: _unwrap(obj).state_dict() for name, obj in self.state.items()},
+                "optimizer": self.optimizer.state_dict(),
+                "rng": ckpt.rng_state(),
+                "config": asdict(self.config),
+                "world_size": self.world_size,
+            }
+            path = ckpt.atomic_save(blob, ckpt.checkpoint_path(folder, self.step))
+            ckpt.prune(folder, self.config.keep_last)
+        if self.world_size > 1:
+            dist.barrier()
+        return path
+
+    def load(self, path: Path) -> int:
+        blob = ckpt.load_checkpoint(path)
+        missing = set(self.state) - set(blob["state"])
+        if missing:
+            raise ValueError(f"{path}: checkpoint has no state for {sorted(missing)} (has {sorted(blob['state'])})")
+        for name, obj in self.state.items():
+            _unwrap(obj).load_state_dict(blob["state"][name])
+        self.optimizer.load_state_dict(blob["optimizer"])
+        rng = blob["rng"]
+        if self.rank:
+            own = ckpt.rank_rng_path(Path(path).parent, blob["step"], self.rank)
+            if not own.is_file():
+                raise ValueError(f"{path}: no RNG file {own.name} for rank {self.rank}")
+            rng = torch.load(own, map_location="cpu", weights_only=False)
+        ckpt.set_rng_state(rng)
+        self.step = int(blob["step"])
+        return self.step
+
+    # ---------------------------------------------------------------- loop
+
+    def _autocast(self):
+        device = self._flat_params()[0].device
+        if self.config.mixed_precision == "bf16" and device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _all_finite(self, value: torch.Tensor) -> bool:
+        ok = torch.isfinite(value.detach()).all().float().reshape(1)
+        if self.world_size > 1:  # every rank must stop together, or the others hang in all-reduce
+            ok = ok.to(value.device)
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        return bool(ok.item() > 0)
+
+    def _batches(self, data: Iterable | Callable[[int], Iterator]) -> Iterator:
+        """A callable is asked for the batches from the resume step on; an iterable is re-read and the
+        micro-batches already consumed are skipped."""
+        if callable(data) and not isinstance(data, Iterable):
+            return iter(data(self.step))
+        it = iter(data)
+        for _ in range(self.step * self.config.grad_accum):
+            next(it)
+        return it
+
+    def fit(self, data: Iterable | Callable[[int], Iterator]) -> TrainResult:
+        cfg = self.config
+        latest = ckpt.latest_checkpoint(cfg.checkpoint_dir) if cfg.resume else None
+        if latest is not None:
+            self.load(latest)
+        else:
+            ckpt.seed_everything(cfg.seed + self.rank)
+        resumed_from = self.step
+        if self.rank == 0:
+            self.tracker.log_params({"train": asdict(cfg), "world_size": self.world_size, "resumed_from": resumed_from})
+        batches = self._batches(data)
+        result = TrainResult(step=self.step, resumed_from=resumed_from)
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.desc, disable=not (cfg.progress and self.rank == 0))
+        try:
+            while self.step < cfg.max_steps:
+                logs = self._one_step(batches)
+                self.step += 1
+                for callback in self.callbacks:
+                    callback(self.step, logs)
+                result.history.append((self.step, logs))
+                bar.update(1)
+                bar.set_postfix(loss=f"{logs['loss']:.4g}")
+                if self.rank == 0 and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
+                    self.tracker.log_metrics(logs, step=self.step)
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps:
+                    self.save()
+        finally:
+            bar.close()
+        result.step = self.step
+        result.last_logs = result.history[-1][1] if result.history else {}
+        return result
+
+    def _one_step(self, batches: Iterator) -> dict[str, float]:
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {"loss": 0.0}
+        for _ in range(cfg.grad_accum):
+            try:
+                batch = next(batches)
+            except StopIteration:
+                raise RuntimeError(f"training data ran out at step {self.step + 1} of {cfg.max_steps}") from None
+            with self._autocast():
+                loss, parts = _split(self.step_fn(batch))
+            if loss.ndim != 0:
+                raise ValueError(f"step_fn must return a scalar loss, got shape {tuple(loss.shape)}")
+            if not self._all_finite(loss):
+                raise NonFiniteLossError(
+                    f"non-finite loss {float(loss.detach())} at step {self.step + 1} (components {parts}); "
+                    f"the last good checkpoint is {ckpt.latest_checkpoint(cfg.checkpoint_dir)}")
+            # Gradients of the mean over micro-batches: each micro loss is scaled by 1/grad_accum.
+            (loss / cfg.grad_accum).backward()
+            sums["loss"] += float(loss.detach()) / cfg.grad_accum
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
+        params = [p for p in self._flat_params() if p.grad is not None]
+        max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
+        if not self._all_finite(grad_norm):
+            raise NonFiniteLossError(f"non-finite gradient norm at step {self.step + 1}; last good checkpoint is "
+                                     f"{ckpt.latest_checkpoint(cfg.checkpoint_dir)}")
+        self.optimizer.step()
+        sums["grad_norm"] = float(grad_norm)
+        sums["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        return sums
+
+
+def train(step_fn: Callable[[Any], StepOutput], data: Iterable | Callable[[int], Iterator],
+          params_to_optimise: Iterable[nn.Parameter] | Iterable[dict[str, Any]], config: TrainConfig,
+          state: Mapping[str, Stateful] | None = None, tracker: Tracker | None = None,
+          callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Run (or resume) training to config.max_steps; see Trainer."""
+    return Trainer(config, step_fn, params_to_optimise, state, tracker, callbacks).fit(data)
