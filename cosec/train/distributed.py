@@ -10,6 +10,7 @@ Ray binds loopback only: `ray.init(address="local", include_dashboard=False, _no
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -66,17 +67,27 @@ def init_ray_local(num_cpus: int | None = None) -> None:
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # The cluster is single-node on loopback, so gloo (CPU DDP) talks over lo as well.
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     if not ray.is_initialized():
         ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", num_cpus=num_cpus,
                  log_to_driver=True, configure_logging=False)
 
 
 def _ray_worker(payload: dict[str, Any]) -> None:
+    import tempfile
+
     import ray.train
 
     result = payload["loop_fn"](payload["config"]) or {}
-    # Every worker reports (Ray Train requires it); the run's result carries rank 0's numbers.
-    ray.train.report({k: v for k, v in result.items() if isinstance(v, int | float | str)})
+    # Ray Train v2 keeps metrics only with a checkpoint: rank 0 reports its result as a tiny one;
+    # every worker must call report once.
+    if ray.train.get_context().get_world_rank() == 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "result.json").write_text(json.dumps(result, default=str))
+            ray.train.report(dict(result), checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    else:
+        ray.train.report({})
 
 
 def run(loop_fn: LoopFn, config: dict[str, Any], num_workers: int = 1, use_gpu: bool = False,
@@ -102,4 +113,7 @@ def run(loop_fn: LoopFn, config: dict[str, Any], num_workers: int = 1, use_gpu: 
     result = trainer.fit()
     if result.error is not None:
         raise RuntimeError(f"Ray Train run {name!r} failed: {result.error}") from result.error
-    return dict(result.metrics or {})
+    if result.checkpoint is None:
+        raise RuntimeError(f"Ray Train run {name!r} finished without rank 0's result")
+    with result.checkpoint.as_directory() as folder:
+        return json.loads((Path(folder) / "result.json").read_text())
