@@ -68,6 +68,19 @@ class ChampModel(nn.Module):
             model = cls(config, motion_modules=motion_modules)
         return model.eval()
 
+    @classmethod
+    def from_pretrained(cls, directory, device="cpu", dtype: torch.dtype | None = None) -> ChampModel:
+        """Load a checkpoint written by ``save_pretrained`` (safetensors + config.json)."""
+        from .checkpoint import from_pretrained
+
+        return from_pretrained(directory, device=device, dtype=dtype)
+
+    def save_pretrained(self, directory):
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically)."""
+        from .checkpoint import save_pretrained
+
+        return save_pretrained(self, directory)
+
     @property
     def scaling_factor(self) -> float:
         return self.config.scaling_factor

@@ -126,7 +126,7 @@ def _tiny() -> ModelConfig:
         unet={
             **_SD15_BLOCKS,
             "sample_size": 8,
-            "block_out_channels": [32, 32, 64, 64],
+            "block_out_channels": [16, 32, 64, 64],  # same channel changes as SD1.5 (x2, x2, x1)
             "cross_attention_dim": 32,
             "attention_head_dim": 2,
             "norm_num_groups": 8,
@@ -146,7 +146,7 @@ def _tiny() -> ModelConfig:
             "layer_norm_eps": 1e-5,
         },
         vae={
-            "block_out_channels": [16, 16, 32, 32],
+            "block_out_channels": [8, 16, 32, 32],
             "down_block_types": ["DownEncoderBlock2D"] * 4,
             "up_block_types": ["UpDecoderBlock2D"] * 4,
             "layers_per_block": 1,

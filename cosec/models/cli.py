@@ -1,0 +1,73 @@
+"""`cosec champ ...`: check Champ manifests, import a released Champ folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    champ = subparsers.add_parser("champ", help="Champ checkpoints: manifest check, import")
+    sub = champ.add_subparsers(dest="champ_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    check = sub.add_parser("check-manifest", help="check Champ key/shape manifests against the sd15 model")
+    check.add_argument("directory", help="folder of <file>.json manifests (e.g. shared/champ_manifest)")
+    check.add_argument("--config", default="sd15", help="model size to check against (default sd15)")
+    check.set_defaults(func=_check_manifest)
+
+    imp = sub.add_parser("import", help="load a released Champ folder and save it as a cosec checkpoint")
+    imp.add_argument("source", help="Champ folder: 7 .pth files, image_encoder/, sd-vae-ft-mse/, unet/")
+    imp.add_argument("destination", help="output folder (config.json + model.safetensors)")
+    imp.add_argument("--config", default="sd15")
+    imp.add_argument("--dtype", choices=sorted(_DTYPES), default="fp32", help="dtype to store (default fp32)")
+    imp.add_argument(
+        "--motion",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="load motion_module.pth (auto: when present)",
+    )
+    imp.set_defaults(func=_import)
+
+
+def _check_manifest(args: argparse.Namespace) -> int:
+    from .checkpoint import ChampCheckpointError, check_manifest
+
+    try:
+        results = check_manifest(args.directory, args.config)
+    except ChampCheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for r in results:
+        status = "OK" if r.ok else "MISMATCH"
+        extra = f" ({len(r.tolerated)} tolerated, dropped on load)" if r.tolerated else ""
+        print(f"{r.name}.json: matched {r.matched}/{r.total} keys{extra} {status}")
+        for problem in r.problems():
+            print(f"  {problem}")
+    bad = [r.name for r in results if not r.ok]
+    print(
+        f"{len(results) - len(bad)}/{len(results)} files fully matched"
+        + (f"; mismatched: {', '.join(bad)}" if bad else "")
+    )
+    return 1 if bad else 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .checkpoint import ChampCheckpointError, load_champ, save_pretrained
+
+    motion = {"auto": None, "yes": True, "no": False}[args.motion]
+    try:
+        model = load_champ(args.source, args.config, dtype=_DTYPES[args.dtype], motion_modules=motion)
+    except ChampCheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    save_pretrained(model, args.destination)
+    n = sum(p.numel() for p in model.parameters())
+    print(
+        f"saved {args.destination} ({n:,} parameters, motion modules: {model.denoising_unet.has_motion_modules})"
+    )
+    return 0
