@@ -131,11 +131,16 @@ def stack_frames(frames: list[dict], source: str) -> BodyParams:
         raise BodyParamError(f"{source}: no body-parameter files")
     first = frames[0]
     for i, fr in enumerate(frames):
+        if fr["shape"].shape != first["shape"].shape:
+            raise BodyParamError(
+                f"{source}: frame {i} has shape size {fr['shape'].shape}, frame 0 {first['shape'].shape}"
+            )
         for key in ("model", "pose_bones", "render_res"):
             if fr[key] != first[key]:
                 raise BodyParamError(f"{source}: frame {i} has {key}={fr[key]!r}, frame 0 has {first[key]!r}")
     return BodyParams(
-        model=first["model"], shape=first["shape"],
+        # One body shape per video: per-frame fits jitter, their mean is the steadiest estimate.
+        model=first["model"], shape=np.mean([f["shape"] for f in frames], axis=0).astype(np.float32),
         global_orient=np.stack([f["global_orient"] for f in frames]),
         body_pose=np.stack([f["body_pose"] for f in frames]),
         transl=np.stack([f["transl"] for f in frames]),

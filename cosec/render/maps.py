@@ -83,8 +83,11 @@ class GuidanceRenderer:
         self.light = light_dir / light_dir.norm()  # towards the light, camera frame
 
     def intrinsics(self, params: BodyParams) -> tuple[float, float]:
+        """Focal lengths in output pixels: the video is scaled to cover the output, centre-cropped
+        (what the frames stage does to the RGB frames)."""
         rw, rh = params.render_res
-        return params.focal * self.width / rw, params.focal * self.height / rh
+        scale = max(self.width / rw, self.height / rh)
+        return params.focal * scale, params.focal * scale
 
     def screen(self, seq: BodySequence, params: BodyParams, frame: int) -> ScreenMesh:
         fx, fy = self.intrinsics(params)

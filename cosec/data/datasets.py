@@ -1,0 +1,168 @@
+"""Torch datasets over a Champ-layout root and its index.
+
+Conventions (docs/data.md): images (3,H,W) float in [-1,1]; guidance maps (3,H,W) in [0,1]
+under keys depth, normal, semantic_map, dwpose; mask (1,H,W) in {0,1}. Clips put channels
+before frames, as the model API: (3,F,H,W) and (1,F,H,W).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from cosec.data.index import Phase1Sampler, Phase2Sampler
+from cosec.data.io import read_png
+from cosec.render.maps import GUIDANCE_TYPES
+
+
+class _FrameReader:
+    def __init__(self, root: str | Path, index: pd.DataFrame, resolution: int | None = None):
+        self.root = Path(root)
+        self.index = index
+        self.resolution = resolution
+
+    def _load(self, row: int, col: str, mode: str) -> np.ndarray:
+        arr = read_png(self.root / self.index.at[row, col], mode=mode)
+        if self.resolution and arr.shape[:2] != (self.resolution, self.resolution):
+            resample = Image.NEAREST if col in ("mask", "semantic_map") else Image.BILINEAR
+            arr = np.asarray(Image.fromarray(arr).resize((self.resolution, self.resolution), resample))
+        return arr
+
+    def image(self, row: int) -> torch.Tensor:
+        x = torch.from_numpy(self._load(row, "images", "RGB").copy()).permute(2, 0, 1).float()
+        return x / 127.5 - 1.0
+
+    def guidance(self, row: int) -> dict[str, torch.Tensor]:
+        return {g: torch.from_numpy(self._load(row, g, "RGB").copy()).permute(2, 0, 1).float() / 255.0
+                for g in GUIDANCE_TYPES}  # fmt: skip
+
+    def mask(self, row: int) -> torch.Tensor:
+        return (torch.from_numpy(self._load(row, "mask", "L").copy()) > 127).float()[None]
+
+    def images(self, rows) -> torch.Tensor:
+        return torch.stack([self.image(r) for r in rows])
+
+    def clip(self, rows) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """(3,F,H,W) pixels, guidance dict of (3,F,H,W), (1,F,H,W) mask."""
+        pix = torch.stack([self.image(r) for r in rows], dim=1)
+        gs = [self.guidance(r) for r in rows]
+        guid = {g: torch.stack([x[g] for x in gs], dim=1) for g in GUIDANCE_TYPES}
+        mask = torch.stack([self.mask(r) for r in rows], dim=1)
+        return pix, guid, mask
+
+
+def _split(index: pd.DataFrame, split: str | None) -> pd.DataFrame:
+    return index if split is None else index[index["split"] == split]
+
+
+class TeacherDataset(Dataset):
+    """Single frames for teacher (stage-1) training: target frame, a reference frame drawn from the
+    same source video (Champ's recipe), the target's guidance and mask."""
+
+    def __init__(
+        self,
+        root,
+        index: pd.DataFrame,
+        split: str | None = "train",
+        seed: int = 0,
+        resolution: int | None = None,
+    ):
+        self.reader = _FrameReader(root, index, resolution)
+        self.rows = _split(index, split).index.to_numpy()
+        if self.rows.size == 0:
+            raise ValueError(f"no frames in split '{split}'")
+        self.by_source = {s: g.index.to_numpy() for s, g in _split(index, split).groupby("source_video")}
+        self.index, self.seed = index, seed
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def __getitem__(self, i: int) -> dict:
+        row = int(self.rows[i])
+        same = self.by_source[self.index.at[row, "source_video"]]
+        rng = np.random.default_rng([self.seed, i])
+        others = same[same != row]
+        ref = int(rng.choice(others)) if others.size else row
+        r = self.reader
+        return {
+            "pixel_values": r.image(row), "ref_pixels": r.image(ref), "guidance": r.guidance(row),
+            "mask": r.mask(row), "row": row, "ref_row": ref,
+        }  # fmt: skip
+
+
+class Phase1Dataset(Dataset):
+    """Phase-1 groups: target, its guidance, k RAS and m ERS reference images."""
+
+    def __init__(self, root, index: pd.DataFrame, length: int, k_ras: int = 2, m_ers: int = 2, window: int = 8,
+                 split: str | None = "train", seed: int = 0, resolution: int | None = None):  # fmt: skip
+        self.reader = _FrameReader(root, index, resolution)
+        self.sampler = Phase1Sampler(index, k_ras, m_ers, window, split, seed)
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        g = self.sampler.group(i)
+        r = self.reader
+        return {
+            "pixel_values": r.image(g.target), "guidance": r.guidance(g.target), "mask": r.mask(g.target),
+            "ras_refs": r.images(g.ras), "ers_refs": r.images(g.ers),
+            "row": g.target, "ras_rows": torch.tensor(g.ras), "ers_rows": torch.tensor(g.ers),
+        }  # fmt: skip
+
+
+class Phase2Dataset(Dataset):
+    """Phase-2 clips: f frames at a stride with their guidance, plus pairs of RAS references."""
+
+    def __init__(self, root, index: pd.DataFrame, length: int, num_frames: int = 8, stride: int = 1, pairs: int = 1,
+                 split: str | None = "train", seed: int = 0, resolution: int | None = None):  # fmt: skip
+        self.reader = _FrameReader(root, index, resolution)
+        self.sampler = Phase2Sampler(index, num_frames, stride, pairs, split, seed)
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        c = self.sampler.clip(i)
+        pix, guid, mask = self.reader.clip(c.frames)
+        flat = [x for pair in c.ras_pairs for x in pair]
+        refs = self.reader.images(flat).view(len(c.ras_pairs), 2, *pix.shape[:1], *pix.shape[2:])
+        return {"pixel_values": pix, "guidance": guid, "mask": mask, "ras_refs": refs,
+                "rows": torch.tensor(c.frames), "ras_rows": torch.tensor(c.ras_pairs)}  # fmt: skip
+
+
+class EvalDataset(Dataset):
+    """One item per test video: the reference frame (frame `ref_frame`), then a clip of the
+    following frames with their guidance and masks (the masks restrict person metrics)."""
+
+    def __init__(self, root, index: pd.DataFrame, split: str, ref_frame: int = 0, max_frames: int = 0,
+                 resolution: int | None = None):  # fmt: skip
+        self.reader = _FrameReader(root, index, resolution)
+        df = _split(index, split)
+        if df.empty:
+            raise ValueError(f"no frames in split '{split}'")
+        self.videos = [
+            (v, g.sort_values("frame").index.to_numpy()) for v, g in df.groupby("video", sort=True)
+        ]
+        self.ref_frame, self.max_frames, self.index = ref_frame, max_frames, index
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, i: int) -> dict:
+        video, rows = self.videos[i]
+        ref = int(rows[min(self.ref_frame, len(rows) - 1)])
+        clip = [int(r) for r in rows if r != ref]
+        if self.max_frames:
+            clip = clip[: self.max_frames]
+        pix, guid, mask = self.reader.clip(clip)
+        names = [Path(self.index.at[r, "images"]).name for r in clip]
+        return {"ref_pixels": self.reader.image(ref), "pixel_values": pix, "guidance": guid, "mask": mask,
+                "video": video, "frame_names": names}  # fmt: skip

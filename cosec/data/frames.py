@@ -1,0 +1,108 @@
+"""The frames stage: raw videos (+ per-frame body parameters) -> numbered PNG frames.
+
+Input:  <raw>/<split>/<video>/{video.mp4 | *.mp4|*.avi|*.mov|*.mkv|*.webm, params/ or smpl_results/, meta.json}
+Output: <out>/<split>/<video>/{images/NNNN.png, params/NNNN.(npz|npy), meta.json}
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from cosec.body.params import param_files
+from cosec.data.config import FramesConfig
+from cosec.data.io import (
+    DataError,
+    Problems,
+    frame_name,
+    read_video,
+    replace_dir,
+    temp_dir_beside,
+    write_json,
+    write_png,
+)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+PARAM_DIRS = ("params", "smpl_results")
+
+
+def find_video(folder: Path) -> Path | None:
+    if (folder / "video.mp4").is_file():
+        return folder / "video.mp4"
+    vids = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")
+    )
+    return vids[0] if vids else None
+
+
+def find_param_dir(folder: Path) -> Path | None:
+    for name in PARAM_DIRS:
+        if (folder / name).is_dir():
+            return folder / name
+    return None
+
+
+def video_folders(root: Path) -> list[tuple[str, Path]]:
+    """(split, folder) for every <root>/<split>/<video>/ folder (hidden ones are temporaries)."""
+    if not root.is_dir():
+        raise DataError(f"{root}: folder not found")
+    out = []
+    for split_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for vid in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            out.append((split_dir.name, vid))
+    return out
+
+
+def extract_video(folder: Path, split: str, cfg: FramesConfig, out_root: Path) -> int:
+    """Decode one raw video folder into its frames folder; returns the frame count."""
+    video = find_video(folder)
+    if video is None:
+        raise DataError(f"{folder}: no video file ({', '.join(VIDEO_SUFFIXES)})")
+    frames, src_idx = read_video(video, cfg.resolution, cfg.stride, cfg.max_frames)
+    pdir = find_param_dir(folder)
+    pfiles = param_files(pdir) if pdir else []
+    if pdir is not None and pfiles and len(pfiles) < max(src_idx) + 1:
+        raise DataError(
+            f"{pdir}: {len(pfiles)} body-parameter files but the video has at least {max(src_idx) + 1} frames"
+        )
+    meta = {}
+    if (folder / "meta.json").is_file():
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except json.JSONDecodeError as err:
+            raise DataError(f"{folder / 'meta.json'}: invalid JSON ({err})") from err
+    final = out_root / split / folder.name
+    tmp = temp_dir_beside(final)
+    try:
+        for k, img in enumerate(frames):
+            write_png(tmp / "images" / frame_name(k), img)
+        if pfiles:
+            (tmp / "params").mkdir()
+            for k, i in enumerate(src_idx):
+                shutil.copyfile(pfiles[i], tmp / "params" / f"{k:04d}{pfiles[i].suffix}")
+        meta.update({"split": split, "video": folder.name, "source_frames": list(map(int, src_idx)),
+                     "source_video_file": video.name, "resolution": cfg.resolution})  # fmt: skip
+        meta.setdefault("source_video", folder.name)
+        write_json(tmp / "meta.json", meta)
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return len(frames)
+
+
+def run_frames(cfg: FramesConfig, log=print) -> Problems:
+    raw, out = Path(cfg.raw), Path(cfg.out)
+    problems = Problems("frames")
+    folders = video_folders(raw)
+    if not folders:
+        problems.add(raw, "no <split>/<video>/ folders with videos")
+    for split, folder in folders:
+        try:
+            n = extract_video(folder, split, cfg, out)
+            log(f"[frames] {split}/{folder.name}: {n} frames")
+        except DataError as err:
+            problems.add(folder, str(err), item=f"{split}/{folder.name}")
+    problems.finish(cfg.on_error, out / "rejects_frames.json")
+    return problems
