@@ -65,10 +65,12 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
 
 def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    # BatchNorm step counters are absent from older files and play no part in eval mode.
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
         raise ValueError(
             f"{path}: keys do not match the {type(module).__name__} layout "
-            f"(missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]})"
+            f"(missing {missing[:5]}, unexpected {result.unexpected_keys[:5]})"
         )
 
 

@@ -238,5 +238,20 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def frechet_distance_features(feats1: np.ndarray, feats2: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to two (N, D) feature sets."""
-    return frechet_distance(*gaussian_stats(feats1), *gaussian_stats(feats2))
+    """Frechet distance between Gaussians fitted to two (N, D) feature sets.
+
+    With fewer samples than dimensions the covariances are low-rank, S1 = A^T A / (n1-1) and
+    S2 = B^T B / (n2-1) for the centred features A, B, and Tr((S1 S2)^(1/2)) is the nuclear norm of
+    A B^T / sqrt((n1-1)(n2-1)): an n1 x n2 problem instead of a D x D one, with the same value.
+    """
+    a, b = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"frechet_distance_features: need (N, D) arrays with equal D and N >= 2, got {a.shape} {b.shape}")
+    if min(len(a), len(b)) >= a.shape[1]:
+        return frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+    mu1, mu2 = a.mean(axis=0), b.mean(axis=0)
+    ca, cb = a - mu1, b - mu2
+    n1, n2 = len(a) - 1, len(b) - 1
+    tr_covmean = float(np.linalg.svd(ca @ cb.T, compute_uv=False).sum()) / np.sqrt(n1 * n2)
+    diff = mu1 - mu2
+    return float(diff @ diff + np.sum(ca * ca) / n1 + np.sum(cb * cb) / n2 - 2.0 * tr_covmean)
