@@ -57,11 +57,10 @@ class ReferenceBank:
 
 @dataclass
 class BankState:
-    """Per-UNet mutable state shared by its processors (kept off nn.Module so it never enters a state dict)."""
+    """The reference UNet's recording, shared by its processors (kept off nn.Module: never in a state dict)."""
 
     num_blocks: int
     recorded: list[torch.Tensor | None] = field(default_factory=list)
-    bank: ReferenceBank | None = None
 
     def start_recording(self) -> None:
         self.recorded = [None] * self.num_blocks
@@ -103,19 +102,27 @@ class BankWriteProcessor:
 
 
 class BankReadProcessor:
-    """Denoising UNet: key/value = [own tokens; bank tokens of the paired reference block]."""
+    """Denoising UNet: key/value = [own tokens; bank tokens of the paired reference block].
 
-    def __init__(self, state: BankState, index: int):
-        self.state = state
+    The bank arrives through ``cross_attention_kwargs`` (not module state), so recomputation under
+    gradient checkpointing sees the same bank as the forward pass.
+    """
+
+    def __init__(self, index: int):
         self.index = index
         self.inner = AttnProcessor2_0()
 
     def __call__(
-        self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None
+        self,
+        attn: Attention,
+        hidden_states,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        reference_bank: ReferenceBank | None = None,
     ):
-        bank = self.state.bank
-        if bank is not None and encoder_hidden_states is None:
-            ref = bank.tensors[self.index]
+        if reference_bank is not None and encoder_hidden_states is None:
+            ref = reference_bank.tensors[self.index]
             if ref.shape[0] != hidden_states.shape[0] or ref.shape[2] != hidden_states.shape[2]:
                 raise ValueError(
                     f"reference bank block {self.index}: shape {tuple(ref.shape)} does not fit "
@@ -125,11 +132,40 @@ class BankReadProcessor:
         return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 
 
-def install_bank_processors(unet: UNet2DConditionModel, mode: str) -> BankState:
-    """Install write ("write") or read ("read") processors on every self-attention; returns the shared state."""
-    cls = {"write": BankWriteProcessor, "read": BankReadProcessor}[mode]
+class CrossAttentionProcessor:
+    """Plain attention for the cross-attentions of a bank-reading UNet (accepts and ignores the bank)."""
+
+    def __init__(self):
+        self.inner = AttnProcessor2_0()
+
+    def __call__(
+        self,
+        attn,
+        hidden_states,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        reference_bank=None,
+    ):
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
+def install_bank_writers(unet: UNet2DConditionModel) -> BankState:
+    """Reference UNet: a recording processor on every self-attention; returns the shared recording state."""
     blocks = self_attention_modules(unet)
     state = BankState(num_blocks=len(blocks))
     for index, (_, attn) in enumerate(blocks):
-        attn.set_processor(cls(state, index))
+        attn.set_processor(BankWriteProcessor(state, index))
     return state
+
+
+def install_bank_readers(unet: UNet2DConditionModel) -> int:
+    """Denoising UNet: bank-reading self-attentions, bank-ignoring cross-attentions; returns the block count."""
+    blocks = self_attention_modules(unet)
+    readers = {id(attn) for _, attn in blocks}
+    for index, (_, attn) in enumerate(blocks):
+        attn.set_processor(BankReadProcessor(index))
+    for name, module in unet.named_modules():
+        if isinstance(module, Attention) and id(module) not in readers and name.endswith(".attn2"):
+            module.set_processor(CrossAttentionProcessor())
+    return len(blocks)

@@ -19,7 +19,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .motion import MotionModule
-from .reference_attention import ReferenceBank, install_bank_processors
+from .reference_attention import ReferenceBank, install_bank_readers, install_bank_writers
 
 
 def build_unet(config: ModelConfig) -> UNet2DConditionModel:
@@ -33,7 +33,7 @@ class ReferenceUNet(nn.Module):
         # Champ's reference UNet drops the output head: its output is never used
         self.unet.conv_norm_out = None
         self.unet.conv_out = nn.Identity()
-        self._state = install_bank_processors(self.unet, "write")
+        self._state = install_bank_writers(self.unet)
 
     @property
     def num_blocks(self) -> int:
@@ -93,7 +93,7 @@ class DenoisingUNet(nn.Module):
         super().__init__()
         self.config = config
         self.unet = build_unet(config)
-        self._bank = install_bank_processors(self.unet, "read")
+        self._num_blocks = install_bank_readers(self.unet)
         self._run = _RunState()
         self.unet.conv_in.register_forward_hook(_GuidanceHook(self._run))
         self.has_motion_modules = False
@@ -103,7 +103,7 @@ class DenoisingUNet(nn.Module):
 
     @property
     def num_blocks(self) -> int:
-        return self._bank.num_blocks
+        return self._num_blocks
 
     def _motion_sites(self):
         """(block, module a motion module follows) in Champ's order: 2 per down block, 1 mid, 3 per up block."""
@@ -169,11 +169,15 @@ class DenoisingUNet(nn.Module):
         self._run.guidance = guidance_features
         self._run.num_frames = frames
         self._run.motion_active = video and self.has_motion_modules and self.motion_enabled
-        self._bank.bank = bank
         try:
-            out = self.unet(x, timestep, encoder_hidden_states=clip_embeds, return_dict=False)[0]
+            out = self.unet(
+                x,
+                timestep,
+                encoder_hidden_states=clip_embeds,
+                cross_attention_kwargs={"reference_bank": bank},
+                return_dict=False,
+            )[0]
         finally:
-            self._bank.bank = None
             self._run.guidance = None
         return unfold_frames(out, frames) if video else out
 

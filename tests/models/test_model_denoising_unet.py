@@ -131,3 +131,28 @@ def test_gradients_reach_student_and_reference(tiny_random, make_inputs):
     assert model.denoising_unet.unet.conv_in.weight.grad.abs().sum() > 0
     assert model.reference_unet.unet.down_blocks[0].attentions[0].proj_in.weight.grad.abs().sum() > 0
     assert model.guidance_encoders.encoders["dwpose"].conv_in.weight.grad.abs().sum() > 0
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_random, make_inputs):
+    """The bank travels with the call (cross_attention_kwargs), so checkpoint recomputation sees it too."""
+    model = tiny_random
+    model.train()
+    ref, guidance = make_inputs(model, batch=1, frames=2)
+    x = torch.randn(1, 4, 2, 8, 8, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([300])
+
+    def grads():
+        model.zero_grad()
+        cond = model.condition(ref, guidance)
+        v = model.predict(model.denoising_unet, x, t, cond)
+        v.square().mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    model.denoising_unet.unet.enable_gradient_checkpointing()
+    model.reference_unet.unet.enable_gradient_checkpointing()
+    ckpt = grads()
+    assert plain.keys() == ckpt.keys()
+    assert any("motion_modules" in n for n in plain) and any("reference_unet" in n for n in plain)
+    for n in plain:
+        torch.testing.assert_close(ckpt[n], plain[n], rtol=1e-4, atol=1e-6, msg=n)
