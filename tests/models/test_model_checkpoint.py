@@ -174,3 +174,16 @@ def test_champ_folder_bad_files_are_named(tiny, tmp_path, capsys):
     (folder / "reference_unet.pth").unlink()
     with pytest.raises(ChampCheckpointError, match=r"reference_unet\.pth"):
         load_champ(folder, "tiny")
+
+
+def test_champ_folder_fp16_and_image_only(tiny, tmp_path):
+    folder = export_champ(tiny, tmp_path / "champ")
+    half = load_champ(folder, "tiny", dtype=torch.float16, motion_modules=False)
+    assert not half.denoising_unet.has_motion_modules
+    assert {p.dtype for p in half.parameters()} == {torch.float16}
+    assert half.image_encoder.vision_model.embeddings.position_ids.dtype == torch.int64
+    sd = tiny.denoising_unet.unet.state_dict()
+    torch.testing.assert_close(half.denoising_unet.unet.conv_in.weight, sd["conv_in.weight"].half())
+    # a folder whose unet config does not match the requested size is refused, naming the file
+    with pytest.raises(ChampCheckpointError, match=r"unet/config\.json: config does not match"):
+        load_champ(folder, "sd15")
