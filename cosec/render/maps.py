@@ -56,7 +56,9 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Area-weighted vertex normals (V,3), unit length."""
     v0, v1, v2 = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
     fn = torch.cross(v1 - v0, v2 - v0, dim=1)
-    n = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), fn.repeat_interleave(3, dim=0))
+    n = torch.zeros_like(vertices)
+    for k in range(3):
+        n.index_add_(0, faces[:, k], fn)
     return n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
@@ -145,7 +147,9 @@ class GuidanceRenderer:
         out["normal"] = _u8(normal)
 
         part = np.zeros((H, W), np.int64)
-        part[mask] = face_parts(seq.faces, seq.vertex_parts)[f].numpy()
+        if getattr(seq, "_face_parts", None) is None:
+            seq._face_parts = face_parts(seq.faces, seq.vertex_parts)  # constant over the sequence
+        part[mask] = seq._face_parts[f].numpy()
         out["semantic_map"] = PALETTE[part]
 
         fx, fy = self.intrinsics(params)

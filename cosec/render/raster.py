@@ -164,6 +164,23 @@ class GLRasterizer:
             self._size = (width, height)
         return self._fbo
 
+    def _vertex_array(self, vertices: bytes, indices: bytes):
+        """Reuse GPU buffers while the mesh size is unchanged (every frame of a sequence)."""
+        key = (len(vertices), len(indices))
+        if getattr(self, "_vao_key", None) != key:
+            if getattr(self, "_vao", None) is not None:
+                for obj in (self._vao, self._vbo, self._ibo):
+                    obj.release()
+            self._vbo = self.ctx.buffer(reserve=len(vertices))
+            self._ibo = self.ctx.buffer(reserve=len(indices))
+            self._vao = self.ctx.vertex_array(
+                self.prog, [(self._vbo, "3f", "in_pos")], index_buffer=self._ibo, index_element_size=4
+            )
+            self._vao_key = key
+        self._vbo.write(vertices)
+        self._ibo.write(indices)
+        return self._vao
+
     def __call__(self, mesh: ScreenMesh) -> torch.Tensor:
         import moderngl
 
@@ -188,9 +205,6 @@ class GLRasterizer:
         fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         vao.render(moderngl.TRIANGLES)
         raw = np.frombuffer(fbo.read(components=1, dtype="f4"), dtype=np.float32).reshape(height, width)
-        vao.release()
-        vbo.release()
-        ibo.release()
         prim = torch.from_numpy(np.flipud(raw).astype(np.int64))  # GL rows run bottom-up
         out = torch.full_like(prim, -1)
         hit = prim > 0
