@@ -156,8 +156,13 @@ class DenoisingUNet(nn.Module):
             raise ValueError(f"clip_embeds batch {clip_embeds.shape[0]} != sample batch {b}")
         if bank is not None and bank.batch_size != b:
             raise ValueError(f"reference bank batch {bank.batch_size} != sample batch {b}")
-        if guidance_features is not None and guidance_features.shape[0] != b:
-            raise ValueError(f"guidance batch {guidance_features.shape[0]} != sample batch {b}")
+        if guidance_features is not None and (
+            guidance_features.shape[0] != b or guidance_features.shape[2:] != sample.shape[2:]
+        ):
+            raise ValueError(
+                f"guidance features {tuple(guidance_features.shape)} do not fit sample {tuple(sample.shape)} "
+                "(same batch, frames and latent size)"
+            )
         if video:
             x = fold_frames(sample)
             timestep = timestep.repeat_interleave(frames)
