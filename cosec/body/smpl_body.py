@@ -56,7 +56,16 @@ class SmplBody:
         import smplx
 
         self.model_file = find_smpl_model(model_path, gender)
-        self.model = smplx.SMPL(model_path=str(self.model_file), gender=gender, num_betas=num_betas)
+        data_struct = None
+        if self.model_file.suffix == ".npz":
+            # smplx reads SMPL only from .pkl; an .npz with the same arrays goes in as a Struct.
+            from smplx.utils import Struct
+
+            with np.load(self.model_file, allow_pickle=False) as z:
+                data_struct = Struct(**{k: z[k] for k in z.files})
+        self.model = smplx.SMPL(
+            model_path=str(self.model_file), data_struct=data_struct, gender=gender, num_betas=num_betas
+        )
         self.model.requires_grad_(False)
         self.num_betas = num_betas
         joint_parts = torch.tensor([PART_INDEX[p] for p in _SMPL_JOINT_PART])

@@ -61,7 +61,7 @@ def stage_main(name: str, argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog=f"stages/{name}.py", description=f"data stage '{name}'")
     parser.add_argument(
-        "--params", default="params.yaml", help="params YAML file (section '%s')" % STAGES[name][0]
+        "--params", default="params.yaml", help=f"params YAML file (section '{STAGES[name][0]}')"
     )
     args = parser.parse_args(argv)
     try:
