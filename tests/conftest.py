@@ -28,6 +28,10 @@ for _key, _value in _ENV.items():
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# The tiny models gain nothing from intra-op threads, and on a loaded 2-core machine the thread
+# pool oversubscribes badly (a 70 ms forward was seen taking 24 s). One thread keeps tests steady.
+torch.set_num_threads(1)
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,58 @@
+"""A small KL autoencoder for the embedded benchmark (users with Champ weights bring sd-vae-ft-mse).
+
+Trained on reconstruction (L1 + a gradient term that keeps edges and cloth patterns sharp) plus a
+light KL term. Afterwards the latent scaling factor is calibrated to unit latent variance: with
+un-normalised latents the teacher cannot learn to denoise (the noise swamps or never reaches the signal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+from torch import nn
+
+
+def _grads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+class VAETrainer(nn.Module):
+    """``forward(batch) -> (loss, parts)`` for the shared training loop; batch["pixel_values"] in [-1, 1]."""
+
+    def __init__(self, vae: AutoencoderKL, kl_weight: float = 1e-6, grad_weight: float = 1.0, seed: int = 0):
+        super().__init__()
+        self.vae = vae
+        self.kl_weight = kl_weight
+        self.grad_weight = grad_weight
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def trainable(self) -> list[nn.Parameter]:
+        return list(self.vae.parameters())
+
+    def forward(self, batch: Mapping) -> tuple[torch.Tensor, dict[str, float]]:
+        x = batch["pixel_values"]
+        posterior = self.vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=self.generator).to(x)
+        recon = self.vae.decode(z).sample
+        l1 = F.l1_loss(recon, x)
+        gx, gy = _grads(recon)
+        tx, ty = _grads(x)
+        grad = F.l1_loss(gx, tx) + F.l1_loss(gy, ty)
+        kl = posterior.kl().mean() / x[0].numel()
+        loss = l1 + self.grad_weight * grad + self.kl_weight * kl
+        return loss, {"loss_l1": float(l1.detach()), "loss_grad": float(grad.detach()), "loss_kl": float(kl.detach())}
+
+
+@torch.no_grad()
+def calibrate_scaling_factor(vae: AutoencoderKL, batches: Iterable[torch.Tensor]) -> float:
+    """1 / std of the posterior means over the given pixel batches (SD's recipe for its 0.18215)."""
+    means = [vae.encode(x).latent_dist.mean.flatten() for x in batches]
+    if not means:
+        raise ValueError("calibrate_scaling_factor: no images given")
+    std = torch.cat(means).float().std()
+    if not torch.isfinite(std) or std <= 0:
+        raise ValueError(f"calibrate_scaling_factor: latent std is {float(std)}; the VAE is broken")
+    return float(1.0 / std)
