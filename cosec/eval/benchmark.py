@@ -1,0 +1,112 @@
+"""The benchmark runner: teacher at N DDIM steps (CFG as Champ, and without CFG) and students at N
+LCM steps, on the same references, poses and initial noise, scored with the DisCo protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from cosec.data.datasets import EvalDataset
+from cosec.diffusion.student import sample_student
+from cosec.diffusion.teacher import sample_teacher
+from cosec.eval.evaluate import Backbones, SplitEvaluator
+from cosec.eval.report import MetricsTable
+from cosec.models import ChampModel
+
+
+@dataclass
+class BenchmarkConfig:
+    splits: list[str] = field(default_factory=lambda: ["dance", "fashion", "wild"])
+    teacher_steps: list[int] = field(default_factory=lambda: [2, 4, 6, 8, 20])
+    teacher_nocfg_steps: list[int] = field(default_factory=lambda: [2, 20])
+    student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
+    guidance_scale: float = 3.5  # Champ's inference scale
+    max_videos: int = 0  # per split; 0 = all
+    max_frames: int = 0  # per video; 0 = all (at most the motion modules' 32)
+    seed: int = 0
+    weights_dir: str | None = None  # backbone weights for LPIPS / FID (missing: reported null with the reason)
+    grid_frames: int = 4  # frames of the first video per split in the sample grid
+
+
+def to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """(3,F,H,W) in [-1,1] -> (F,H,W,3) uint8."""
+    x = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).cpu().numpy()
+
+
+@torch.no_grad()
+def run_benchmark(teacher: ChampModel, students: dict[str, nn.Module], root, index: pd.DataFrame,
+                  cfg: BenchmarkConfig, progress: bool = True) -> tuple[MetricsTable, dict[str, list[dict]]]:
+    """Returns the metrics table and, per split, sample-grid rows (reference, pose, gt, teacher, student)."""
+    backbones = Backbones(None if cfg.weights_dir is None else _weights(cfg.weights_dir))
+    table = MetricsTable()
+    grids: dict[str, list[dict]] = {}
+    res = teacher.config.resolution
+    for split in cfg.splits:
+        data = EvalDataset(root, index, split, max_frames=cfg.max_frames, resolution=res)
+        n = len(data) if cfg.max_videos <= 0 else min(cfg.max_videos, len(data))
+        evaluators: dict[tuple[str, int], SplitEvaluator] = {}
+
+        def score(name: str, steps: int, pred: np.ndarray, gt: np.ndarray, masks: np.ndarray,
+                  evaluators=evaluators) -> None:
+            evaluators.setdefault((name, steps), SplitEvaluator(backbones)).add_video(pred, gt, masks)
+
+        for v in tqdm(range(n), desc=f"evaluate {split}", disable=not progress):
+            item = data[v]
+            clip, ref = item["pixel_values"], item["ref_pixels"]
+            guidance = {k: g[None] for k, g in item["guidance"].items()}
+            gt, masks = to_uint8(clip), item["mask"][0].numpy() > 0.5
+            frames = clip.shape[1]
+            cond = teacher.condition(ref[None], guidance)  # once per clip, reused by every model and step
+            shape = (1, 4, frames, res // 8, res // 8)
+            noise = torch.randn(shape, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + v))
+            outputs: dict[str, np.ndarray] = {}
+            score("reference", 0, np.repeat(to_uint8(ref[:, None]), frames, axis=0), gt, masks)
+            for steps in cfg.teacher_steps:
+                lat = sample_teacher(teacher, cond, shape, num_steps=steps, guidance_scale=cfg.guidance_scale,
+                                     latents=noise.clone())
+                outputs[f"teacher@{steps}"] = to_uint8(teacher.decode_latents(lat)[0])
+                score("teacher", steps, outputs[f"teacher@{steps}"], gt, masks)
+            for steps in cfg.teacher_nocfg_steps:
+                lat = sample_teacher(teacher, cond, shape, num_steps=steps, guidance_scale=1.0, latents=noise.clone())
+                score("teacher_nocfg", steps, to_uint8(teacher.decode_latents(lat)[0]), gt, masks)
+            for name, unet in students.items():
+                for steps in cfg.student_steps:
+                    lat = sample_student(teacher, unet, cond, shape, num_steps=steps, latents=noise.clone())
+                    outputs[f"{name}@{steps}"] = to_uint8(teacher.decode_latents(lat)[0])
+                    score(name, steps, outputs[f"{name}@{steps}"], gt, masks)
+            if v == 0:
+                grids[split] = _grid_rows(ref, item["guidance"], gt, outputs, cfg, students)
+        for (name, steps), ev in sorted(evaluators.items()):
+            values, reasons = ev.result()
+            table.add(split, name, steps, values, reasons)
+    return table, grids
+
+
+def _grid_rows(ref, guidance, gt, outputs, cfg: BenchmarkConfig, students) -> list[dict]:
+    pick = np.linspace(0, len(gt) - 1, num=min(cfg.grid_frames, len(gt))).round().astype(int)
+    teacher_key = f"teacher@{max(cfg.teacher_steps)}" if cfg.teacher_steps else None
+    student_name = "student" if "student" in students else next(iter(students), None)
+    student_key = f"{student_name}@2" if student_name and 2 in cfg.student_steps else None
+    ref_img = to_uint8(ref[:, None])[0]
+    rows = []
+    for f in pick:
+        pose = (guidance["semantic_map"][:, f].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        row = {"reference": ref_img, "pose": pose, "ground truth": gt[f]}
+        if teacher_key:
+            row["teacher"] = outputs[teacher_key][f]
+        if student_key:
+            row["student"] = outputs[student_key][f]
+        rows.append(row)
+    return rows
+
+
+def _weights(folder: str):
+    from cosec.eval.backbones import BackboneWeights
+
+    return BackboneWeights(folder)

@@ -1,0 +1,186 @@
+"""The teacher of the pipeline: import real Champ weights, or train a Champ-architecture teacher
+(small VAE -> stage 1 on frames -> stage 2 motion modules on clips) on the prepared data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from cosec.data.datasets import Phase2Dataset, TeacherDataset
+from cosec.diffusion.schedule import NoiseSchedule
+from cosec.models import ChampModel, ModelConfig, model_config
+from cosec.train.batches import batch_stream
+from cosec.train.loop import TrainConfig, train
+from cosec.train.tracking import NullTracker, Tracker
+
+from .objectives import TeacherStage1, TeacherStage2
+from .vae import VAETrainer, calibrate_scaling_factor
+
+
+@dataclass
+class ModelSize:
+    """Which ModelConfig to build: a preset plus the few overrides the embedded benchmark needs."""
+
+    base: str = "tiny"  # tiny | sd15
+    resolution: int | None = None  # pixels; None keeps the preset's
+    unet_channels: list[int] | None = None  # UNet block_out_channels; None keeps the preset's
+
+    def build_config(self) -> ModelConfig:
+        cfg = model_config(self.base)
+        data = cfg.to_dict()
+        if self.resolution is not None:
+            data["resolution"] = self.resolution
+            data["vae"]["sample_size"] = self.resolution
+            data["unet"]["sample_size"] = self.resolution // 8
+        if self.unet_channels is not None:
+            data["unet"]["block_out_channels"] = list(self.unet_channels)
+        return ModelConfig.from_dict(data)
+
+
+@dataclass
+class PartConfig:
+    steps: int = 100
+    lr: float = 1e-4
+    batch_size: int = 8
+
+
+@dataclass
+class VAEPart(PartConfig):
+    kl_weight: float = 1e-6
+    grad_weight: float = 1.0
+
+
+@dataclass
+class Stage1Part(PartConfig):
+    uncond_prob: float = 0.1  # Champ drops the reference condition this often (for CFG)
+
+
+@dataclass
+class Stage2Part(PartConfig):
+    num_frames: int = 8
+    stride: int = 1
+    uncond_prob: float = 0.1
+
+
+@dataclass
+class TeacherConfig:
+    champ_dir: str | None = None  # a folder of Champ's released weights: imported instead of training
+    out: str = "models/teacher"
+    seed: int = 0
+    vae: VAEPart = field(default_factory=lambda: VAEPart(steps=300, lr=1e-3, batch_size=16))
+    stage1: Stage1Part = field(default_factory=lambda: Stage1Part(steps=600, lr=3e-4, batch_size=8))
+    stage2: Stage2Part = field(default_factory=lambda: Stage2Part(steps=100, lr=3e-4, batch_size=2))
+
+
+@dataclass
+class RunConfig:
+    """How training runs, shared by every training stage."""
+
+    checkpoint_every: int = 100
+    keep_last: int = 2
+    log_every: int = 10
+    mixed_precision: str = "bf16"  # autocast on GPU only
+    progress: bool = True
+
+
+def _train_config(part: PartConfig, run: RunConfig, out_dir: Path, desc: str, seed: int) -> TrainConfig:
+    return TrainConfig(max_steps=part.steps, out_dir=str(out_dir), lr=part.lr, checkpoint_every=run.checkpoint_every,
+                       keep_last=run.keep_last, log_every=run.log_every, mixed_precision=run.mixed_precision,
+                       seed=seed, progress=run.progress, desc=desc)
+
+
+def _fit(module, part: PartConfig, stream, run: RunConfig, work: Path, name: str, seed: int, tracker: Tracker):
+    """Train `module` (a step module with .trainable()) for part.steps, resuming from work/<name>."""
+    if part.steps <= 0:
+        return
+    module.train()
+    params = module.trainable()
+    for p in params:
+        p.requires_grad_(True)
+    config = _train_config(part, run, work / name, name, seed)
+    train(module, stream, params, config, state={"module": module}, tracker=_Prefixed(tracker, name))
+    module.eval()
+
+
+class _Prefixed:
+    """Tracker view that prefixes metric names with the sub-stage (vae/, stage1/, stage2/)."""
+
+    def __init__(self, tracker: Tracker, prefix: str):
+        self.tracker, self.prefix = tracker, prefix
+
+    def log_params(self, params):
+        self.tracker.log_params({self.prefix: dict(params)})
+
+    def log_metrics(self, metrics, step):
+        self.tracker.log_metrics({f"{self.prefix}/{k}": v for k, v in metrics.items()}, step)
+
+    def log_image(self, image, name, step=None):
+        self.tracker.log_image(image, f"{self.prefix}/{name}", step)
+
+    def log_table(self, table, name):
+        self.tracker.log_table(table, f"{self.prefix}/{name}")
+
+    def close(self):
+        pass
+
+
+def _stage2_batches(dataset: Phase2Dataset):
+    """Phase2Dataset items -> stage-2 items: the clip, its guidance and one RAS reference frame."""
+
+    class _View(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(dataset)
+
+        def __getitem__(self, i):
+            item = dataset[i]
+            return {"pixel_values": item["pixel_values"], "guidance": item["guidance"],
+                    "ref_pixels": item["ras_refs"][0, 0]}
+
+    return _View()
+
+
+def train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root: str | Path,
+                  index: pd.DataFrame, work_dir: str | Path, tracker: Tracker | None = None) -> ChampModel:
+    """Small VAE, then stage 1 (R-UNet, D-UNet, guidance encoders on frames), then stage 2 (motion modules)."""
+    tracker = tracker or NullTracker()
+    work = Path(work_dir)
+    torch.manual_seed(cfg.seed)
+    model_cfg = size.build_config()
+    model = ChampModel.build(model_cfg).requires_grad_(False)
+    res = model_cfg.resolution
+    frames = TeacherDataset(data_root, index, split="train", seed=cfg.seed, resolution=res)
+
+    _fit(VAETrainer(model.vae, cfg.vae.kl_weight, cfg.vae.grad_weight, seed=cfg.seed), cfg.vae,
+         batch_stream(frames, cfg.vae.batch_size, cfg.seed), run, work, "vae", cfg.seed, tracker)
+    model.vae.requires_grad_(False)
+    calib = batch_stream(frames, 16, cfg.seed + 1)(0)
+    scale = calibrate_scaling_factor(model.vae, (next(calib)["pixel_values"] for _ in range(4)))
+    model.config.vae["scaling_factor"] = scale  # used by encode/decode and saved with the checkpoint
+    model.vae.register_to_config(scaling_factor=scale)
+    tracker.log_metrics({"vae/scaling_factor": scale}, step=0)
+
+    schedule = NoiseSchedule()
+    s1 = TeacherStage1(model, schedule, cfg.stage1.uncond_prob, seed=cfg.seed)
+    _fit(s1, cfg.stage1, batch_stream(frames, cfg.stage1.batch_size, cfg.seed + 2), run, work, "stage1", cfg.seed,
+         tracker)
+    model.requires_grad_(False)
+
+    model.denoising_unet.add_motion_modules()
+    clips = Phase2Dataset(data_root, index, length=10**6, num_frames=cfg.stage2.num_frames, stride=cfg.stage2.stride,
+                          split="train", seed=cfg.seed, resolution=res)
+    s2 = TeacherStage2(model, schedule, cfg.stage2.uncond_prob, seed=cfg.seed)
+    _fit(s2, cfg.stage2, batch_stream(_stage2_batches(clips), cfg.stage2.batch_size, cfg.seed + 3), run, work,
+         "stage2", cfg.seed, tracker)
+    return model.requires_grad_(False).eval()
+
+
+def load_or_train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root, index, work_dir,
+                          tracker: Tracker | None = None) -> ChampModel:
+    if cfg.champ_dir:
+        from cosec.models.checkpoint import load_champ
+
+        return load_champ(cfg.champ_dir, config=size.build_config(), motion_modules=True)
+    return train_teacher(cfg, size, run, data_root, index, work_dir, tracker)
