@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 
 from cosec.diffusion.schedule import NoiseSchedule
 
@@ -35,15 +34,14 @@ def sample_student(
         raise ValueError(f"sample_student: num_steps must be >= 1, got {num_steps}")
     scheduler = (schedule or NoiseSchedule()).lcm()
     scheduler.set_timesteps(num_steps)
-    device = cond.guidance_features.device
-    dtype = cond.guidance_features.dtype
-    if latents is None:
-        latents = randn_tensor(tuple(shape), generator=generator, device=device, dtype=dtype)
+    device = cond.clip_embeds.device
+    if latents is None:  # drawn on the CPU like sample_teacher, so one generator seed gives both the same noise
+        latents = torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
     elif tuple(latents.shape) != tuple(shape):
         raise ValueError(f"sample_student: latents shape {tuple(latents.shape)} != requested {tuple(shape)}")
-    sample = latents * scheduler.init_noise_sigma
+    sample = latents.to(device=device, dtype=torch.float32) * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
         timestep = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
-        v = model.predict(unet, sample, timestep, cond)
+        v = model.predict(unet, sample, timestep, cond).float()
         sample = scheduler.step(v, t, sample, generator=generator).prev_sample
     return sample

@@ -36,7 +36,7 @@ def _frozen(module: nn.Module) -> nn.Module:
 
 
 def _is_motion(name: str) -> bool:
-    return "motion" in name
+    return ".motion_modules." in name
 
 
 class ReferenceLCD(nn.Module):
@@ -194,17 +194,19 @@ class ReferenceLCD(nn.Module):
             cond_ras = self._conditioning(clip[ras], bank.select(ras), rep(features, k))
             x_ras, t_ras, t_end_ras = rep(x_start, k), rep(t_start, k), rep(t_end, k)
             v_cond = model.predict(self.teacher, x_ras, t_ras, cond_ras).float()
-            # The unconditional branch (no clip, no bank, pose kept) does not depend on the reference: once per group.
-            uncond = self._conditioning(clip[inverse[:, 0]], None, features).uncond()
-            v_uncond = rep(model.predict(self.teacher, x_start, t_start, uncond).float(), k)
             alpha, sigma = self.schedule.alpha_sigma(t_ras, lat.ndim)
-            x0_c, eps_c = v_to_x0_eps(x_ras, v_cond, alpha.to(device), sigma.to(device))
-            x0_u, eps_u = v_to_x0_eps(x_ras, v_uncond, alpha.to(device), sigma.to(device))
-            x_prev = self.solver.step(cfg_combine(x0_c, x0_u, cfg.w), cfg_combine(eps_c, eps_u, cfg.w), t_end_ras)
+            x0_w, eps_w = v_to_x0_eps(x_ras, v_cond, alpha.to(device), sigma.to(device))
+            if cfg.w > 0:
+                # The unconditional branch (no clip, no bank, pose kept) ignores the reference: once per group.
+                uncond = self._conditioning(clip[inverse[:, 0]], None, features).uncond()
+                v_uncond = rep(model.predict(self.teacher, x_start, t_start, uncond).float(), k)
+                x0_u, eps_u = v_to_x0_eps(x_ras, v_uncond, alpha.to(device), sigma.to(device))
+                x0_w, eps_w = cfg_combine(x0_w, x0_u, cfg.w), cfg_combine(eps_w, eps_u, cfg.w)
+            x_prev = self.solver.step(x0_w, eps_w, t_end_ras)
             v_target = model.predict(self.target, x_prev, t_end_ras, cond_ras).float()
             f_target = self.consistency(x_prev, v_target, t_end_ras)
 
-        dist = dict(distance=c.distance, huber_c=c.huber_c)
+        dist = dict(kind=c.distance, huber_c=c.huber_c)
         zero = f_student.new_zeros(())
         losses = {"loss_cd": pair_distance(f_groups[:, :k].flatten(0, 1), f_target, **dist).mean()}
         losses["loss_eta"] = cfg.eta_weight * eta_distance(f_groups, k, **dist) if cfg.eta_weight > 0 else zero

@@ -41,7 +41,7 @@ def inter_source_pairs(videos: torch.Tensor) -> torch.Tensor:
 
 
 def eta_distance(
-    outputs: torch.Tensor, num_ras: int, distance: str = "huber", huber_c: float = 0.001
+    outputs: torch.Tensor, num_ras: int, kind: str = "huber", huber_c: float = 0.001
 ) -> torch.Tensor:
     """Mean D over RAS pairs of each group (eq. 4 first term, eq. 7 on T matrices); outputs (G, R, ...)."""
     if num_ras < 2:
@@ -49,13 +49,13 @@ def eta_distance(
     pairs = ras_pairs(num_ras).to(outputs.device)
     a = outputs[:, pairs[:, 0]].flatten(0, 1)
     b = outputs[:, pairs[:, 1]].flatten(0, 1)
-    return pair_distance(a, b, distance, huber_c).mean()
+    return pair_distance(a, b, kind, huber_c).mean()
 
 
 def cons_distance(
     outputs: torch.Tensor,
     videos: torch.Tensor,
-    distance: str = "huber",
+    kind: str = "huber",
     huber_c: float = 0.001,
     margin: float | None = None,
 ) -> torch.Tensor:
@@ -69,7 +69,7 @@ def cons_distance(
         raise ValueError("CoNS needs at least one pair of references from different videos in a group")
     a = outputs[pairs[:, 0], pairs[:, 1]]
     b = outputs[pairs[:, 0], pairs[:, 2]]
-    d = pair_distance(a, b, distance, huber_c)
+    d = pair_distance(a, b, kind, huber_c)
     if margin is not None:
         d = d.clamp(max=margin)
     return d.mean()
