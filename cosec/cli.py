@@ -24,7 +24,7 @@ def build_parser(groups: dict[str, str] | None = None) -> argparse.ArgumentParse
     parser = argparse.ArgumentParser(prog="cosec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, module_name in (groups or COMMAND_GROUPS).items():
+    for module_name in (groups or COMMAND_GROUPS).values():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:

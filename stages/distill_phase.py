@@ -1,0 +1,74 @@
+"""DVC stages 'phase1' and 'phase2': ReferenceLCD + CoSeC distillation of the teacher.
+
+    python stages/distill_phase.py 1 --params params.yaml   # frames, ETA + CoNS -> models/phase1
+    python stages/distill_phase.py 2 --params params.yaml   # clips, temporal ETA -> models/student
+"""
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+
+from _common import read_index, setup, tracker
+
+from cosec.config import from_dict, load_section, to_dict
+from cosec.distill.config import DistillConfig, Phase1Config, Phase2Config
+from cosec.distill.recipe import run_phase
+from cosec.models import ChampModel
+
+
+@dataclass
+class PhaseData:
+    batch_size: int = 2  # groups (phase 1) or clips (phase 2) per step
+    k_ras: int = 2  # phase 1: intra-source references per group (>= 2 for ETA)
+    m_ers: int = 2  # phase 1: inter-source references per group (CoNS)
+    window: int = 8  # phase 1: RAS references within this many frames of the target
+    num_frames: int = 8  # phase 2: frames per clip
+
+
+@dataclass
+class PhaseStage:
+    loss: dict = field(default_factory=dict)  # Phase1Config / Phase2Config fields
+    data: PhaseData = field(default_factory=PhaseData)
+    teacher: str = "models/teacher"
+    init: str | None = None  # phase 2: the phase-1 checkpoint whose student starts phase 2
+    out: str = "models/phase1"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("phase", type=int, choices=(1, 2))
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    name = f"phase{args.phase}"
+    common = setup(name, args.params)
+    stage = load_section(args.params, name, PhaseStage)
+    shared = load_section(args.params, "distill", DistillConfig)
+    phase_cls = Phase1Config if args.phase == 1 else Phase2Config
+    cfg = dataclasses.replace(shared, **{name: from_dict(phase_cls, stage.loss, f"{args.params}:{name}.loss")})
+    run = tracker(common, name, {"distill": to_dict(cfg), name: to_dict(stage)},
+                  tags={"cosec.variant": "student"})
+    try:
+        teacher = ChampModel.from_pretrained(stage.teacher)
+        init = None
+        if stage.init:
+            init = ChampModel.from_pretrained(stage.init).denoising_unet.state_dict()
+        r = common.run
+        lcd = run_phase(args.phase, teacher, cfg, common.data_root, read_index(common), f"runs/{name}",
+                        batch_size=stage.data.batch_size, k_ras=stage.data.k_ras, m_ers=stage.data.m_ers,
+                        window=stage.data.window, num_frames=stage.data.num_frames, student_init=init,
+                        train_config={"checkpoint_every": r.checkpoint_every, "keep_last": r.keep_last,
+                                      "log_every": r.log_every, "mixed_precision": r.mixed_precision,
+                                      "progress": r.progress},
+                        tracker=run)
+        student = ChampModel.from_pretrained(stage.teacher)  # fresh fp32 copy of the frozen parts
+        student.denoising_unet.load_state_dict(lcd.student.state_dict())
+        student.save_pretrained(stage.out)
+    except BaseException:
+        run.close("FAILED")
+        raise
+    run.close()
+    print(f"{name} student written to {stage.out}")
+
+
+if __name__ == "__main__":
+    main()
