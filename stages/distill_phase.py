@@ -34,40 +34,47 @@ class PhaseStage:
     out: str = "models/phase1"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("phase", type=int, choices=(1, 2))
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    name = f"phase{args.phase}"
-    common = setup(name, args.params)
-    stage = load_section(args.params, name, PhaseStage)
-    shared = load_section(args.params, "distill", DistillConfig)
-    phase_cls = Phase1Config if args.phase == 1 else Phase2Config
-    cfg = dataclasses.replace(shared, **{name: from_dict(phase_cls, stage.loss, f"{args.params}:{name}.loss")})
-    run = tracker(common, name, {"distill": to_dict(cfg), name: to_dict(stage)},
-                  tags={"cosec.variant": "student"})
+def distill(phase: int, params: str, loss_overrides: dict | None = None, out: str | None = None,
+            init: str | None = None, variant: str = "student") -> str:
+    """Run one distillation phase from the params file (with optional loss overrides); returns the out folder."""
+    name = f"phase{phase}"
+    common = setup(name, params)
+    stage = load_section(params, name, PhaseStage)
+    shared = load_section(params, "distill", DistillConfig)
+    phase_cls = Phase1Config if phase == 1 else Phase2Config
+    loss = from_dict(phase_cls, {**stage.loss, **(loss_overrides or {})}, f"{params}:{name}.loss")
+    cfg = dataclasses.replace(shared, **{name: loss})
+    out = out or stage.out
+    init = init if init is not None else stage.init
+    run = tracker(common, name, {"distill": to_dict(cfg), name: to_dict(stage)}, tags={"cosec.variant": variant})
     try:
         teacher = ChampModel.from_pretrained(stage.teacher)
-        init = None
-        if stage.init:
-            init = ChampModel.from_pretrained(stage.init).denoising_unet.state_dict()
+        init_state = ChampModel.from_pretrained(init).denoising_unet.state_dict() if init else None
         r = common.run
-        lcd = run_phase(args.phase, teacher, cfg, common.data_root, read_index(common), f"runs/{name}",
+        lcd = run_phase(phase, teacher, cfg, common.data_root, read_index(common), f"runs/{variant}/{name}",
                         batch_size=stage.data.batch_size, k_ras=stage.data.k_ras, m_ers=stage.data.m_ers,
-                        window=stage.data.window, num_frames=stage.data.num_frames, student_init=init,
+                        window=stage.data.window, num_frames=stage.data.num_frames, student_init=init_state,
                         train_config={"checkpoint_every": r.checkpoint_every, "keep_last": r.keep_last,
                                       "log_every": r.log_every, "mixed_precision": r.mixed_precision,
                                       "progress": r.progress},
                         tracker=run)
         student = ChampModel.from_pretrained(stage.teacher)  # fresh fp32 copy of the frozen parts
         student.denoising_unet.load_state_dict(lcd.student.state_dict())
-        student.save_pretrained(stage.out)
+        student.save_pretrained(out)
     except BaseException:
         run.close("FAILED")
         raise
     run.close()
-    print(f"{name} student written to {stage.out}")
+    print(f"{name} ({variant}) written to {out}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("phase", type=int, choices=(1, 2))
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    distill(args.phase, args.params)
 
 
 if __name__ == "__main__":
