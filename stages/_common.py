@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +48,34 @@ def tracker(common: Common, stage: str, params: dict, tags: dict | None = None) 
     t = MLflowTracker(common.experiment, stage=stage, tracking_uri=uri, tags={"dvc.stage": stage, **(tags or {})})
     t.log_params({**params, "common": to_dict(common)})
     return t
+
+
+@contextlib.contextmanager
+def tracked(common: Common, stage: str, params: dict, tags: dict | None = None):
+    """An MLflow run for the stage body: FINISHED when it returns, FAILED (and re-raised) when it does not."""
+    run = tracker(common, stage, params, tags)
+    try:
+        yield run
+    except BaseException:
+        run.close("FAILED")
+        raise
+    run.close()
+
+
+def work_dir(name: str, config: dict, inputs: list[str] = ()) -> str:
+    """Checkpoint folder of a training stage, keyed by its configuration and its input models.
+
+    A rerun after an interruption finds its checkpoints and resumes; a rerun after a change of
+    params or of an upstream model starts afresh instead of resuming a stale run.
+    """
+    stamp = {"config": config, "inputs": {}}
+    for path in inputs:
+        for f in sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]:
+            if f.is_file():
+                st = f.stat()
+                stamp["inputs"][str(f)] = [st.st_size, st.st_mtime_ns]
+    digest = hashlib.sha1(json.dumps(stamp, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"runs/{name}-{digest}"
 
 
 def read_index(common: Common) -> pd.DataFrame:

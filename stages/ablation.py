@@ -11,7 +11,7 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import read_index, setup, tracker
+from _common import read_index, setup, tracked
 from distill_phase import distill
 from evaluate import EvaluateStage
 
@@ -53,8 +53,7 @@ def main() -> None:
         base = Path(cfg.models) / args.variant
         p1 = distill(1, args.params, over1, out=str(base / "phase1"), init="", variant=args.variant)
         student_dir = distill(2, args.params, over2, out=str(base / "student"), init=p1, variant=args.variant)
-    run = tracker(common, "ablation", {"ablation": to_dict(cfg)}, tags={"cosec.variant": args.variant})
-    try:
+    with tracked(common, "ablation", {"ablation": to_dict(cfg)}, {"cosec.variant": args.variant}) as run:
         teacher = ChampModel.from_pretrained(teacher_dir)
         students = {args.variant: ChampModel.from_pretrained(student_dir).denoising_unet}
         table, _ = run_benchmark(teacher, students, common.data_root, read_index(common), cfg.benchmark,
@@ -65,10 +64,6 @@ def main() -> None:
         for split, rows in entries.items():
             run.log_table({"entry": list(rows), **{k: [v[k] for v in rows.values()] for k in ("ssim", "psnr",
                            "ssim_person", "psnr_person", "hf_ratio")}}, f"ablation_{split}")
-    except BaseException:
-        run.close("FAILED")
-        raise
-    run.close()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
-from _common import read_index, setup, tracker
+from _common import read_index, setup, tracked, work_dir
 
 from cosec.config import from_dict, load_section, to_dict
 from cosec.distill.config import DistillConfig, Phase1Config, Phase2Config
@@ -46,12 +46,14 @@ def distill(phase: int, params: str, loss_overrides: dict | None = None, out: st
     cfg = dataclasses.replace(shared, **{name: loss})
     out = out or stage.out
     init = init if init is not None else stage.init
-    run = tracker(common, name, {"distill": to_dict(cfg), name: to_dict(stage)}, tags={"cosec.variant": variant})
-    try:
+    with tracked(common, name, {"distill": to_dict(cfg), name: to_dict(stage)}, {"cosec.variant": variant}) as run:
         teacher = ChampModel.from_pretrained(stage.teacher)
         init_state = ChampModel.from_pretrained(init).denoising_unet.state_dict() if init else None
         r = common.run
-        lcd = run_phase(phase, teacher, cfg, common.data_root, read_index(common), f"runs/{variant}/{name}",
+        inputs = [p for p in (stage.teacher, init, common.index) if p]
+        work = work_dir(f"{variant}/{name}", {"distill": to_dict(cfg), "stage": to_dict(stage),
+                                              "common": to_dict(common)}, inputs)
+        lcd = run_phase(phase, teacher, cfg, common.data_root, read_index(common), work,
                         batch_size=stage.data.batch_size, k_ras=stage.data.k_ras, m_ers=stage.data.m_ers,
                         window=stage.data.window, num_frames=stage.data.num_frames, student_init=init_state,
                         train_config={"checkpoint_every": r.checkpoint_every, "keep_last": r.keep_last,
@@ -61,10 +63,6 @@ def distill(phase: int, params: str, loss_overrides: dict | None = None, out: st
         student = ChampModel.from_pretrained(stage.teacher)  # fresh fp32 copy of the frozen parts
         student.denoising_unet.load_state_dict(lcd.student.state_dict())
         student.save_pretrained(out)
-    except BaseException:
-        run.close("FAILED")
-        raise
-    run.close()
     print(f"{name} ({variant}) written to {out}")
     return out
 

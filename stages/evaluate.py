@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from _common import read_index, setup, tracker
+from _common import read_index, setup, tracked
 from PIL import Image
 
 from cosec.config import load_section, to_dict
@@ -29,8 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     common = setup("evaluate", args.params)
     cfg = load_section(args.params, "evaluate", EvaluateStage)
-    run = tracker(common, "evaluate", {"evaluate": to_dict(cfg)})
-    try:
+    with tracked(common, "evaluate", {"evaluate": to_dict(cfg)}) as run:
         teacher = ChampModel.from_pretrained(cfg.teacher)
         students = {name: ChampModel.from_pretrained(path).denoising_unet for name, path in cfg.students.items()}
         table, grids = run_benchmark(teacher, students, common.data_root, read_index(common), cfg.benchmark,
@@ -44,10 +43,6 @@ def main() -> None:
             run.log_table({"entry": [f"{m}@{s}" for m, s, _ in table.rows(split)],
                            **{k: [v.get(k) for _, _, v in table.rows(split)] for k in ("ssim", "psnr", "l1",
                               "ssim_person", "psnr_person", "hf_ratio", "jitter")}}, f"metrics_{split}")
-    except BaseException:
-        run.close("FAILED")
-        raise
-    run.close()
     print(f"metrics written to {cfg.out}/metrics.json")
 
 

@@ -10,14 +10,6 @@ from cosec.diffusion.teacher import sample_teacher
 from cosec.models import ChampModel
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model() -> ChampModel:
     torch.manual_seed(0)

@@ -1,15 +1,13 @@
-"""Typed configuration of the data stages, parsed once from a section of params.yaml."""
+"""Typed configuration of the data stages, parsed once from a section of params.yaml (cosec.config)."""
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
+from cosec.config import from_dict, load_section
+
+__all__ = ["DataParams", "FramesConfig", "GuidanceConfig", "IndexConfig", "IngestConfig", "SynthConfig",
+           "from_dict", "load_section"]
 
 
 @dataclass
@@ -88,50 +86,3 @@ class DataParams:
     frames: FramesConfig = field(default_factory=FramesConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
-
-
-def from_dict(cls, data: dict | None, where: str = ""):
-    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrongly typed values."""
-    data = dict(data or {})
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"{where or cls.__name__}: unknown keys {unknown}; known: {sorted(names)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for key, value in data.items():
-        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}" if where else key)
-    return cls(**kwargs)
-
-
-def _coerce(tp, value, where: str):
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(args[0], value, where)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
-        kt, vt = typing.get_args(tp)
-        return {_coerce(kt, k, where): _coerce(vt, v, f"{where}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
-        raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
-    return value
-
-
-def load_section(params_path: str | os.PathLike, section: str, cls):
-    """Parse section `section` of a params YAML file into `cls` (a missing section = defaults)."""
-    path = Path(params_path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: params file not found")
-    with open(path) as fh:
-        doc = yaml.safe_load(fh) or {}
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    return from_dict(cls, doc.get(section), f"{path}:{section}")

@@ -19,15 +19,12 @@ from cosec.diffusion.schedule import NoiseSchedule, v_to_x0_eps
 from cosec.distill.batch import DistillBatch
 from cosec.distill.config import DistillConfig, PhaseConfig
 from cosec.distill.regularizers import cons_distance, eta_distance, temporal_self_dependency
+from cosec.train.loop import NonFiniteLossError  # one error type for every training path
 
 if TYPE_CHECKING:
     from cosec.models import ChampModel
 
 LOSS_KEYS = ("loss_cd", "loss_eta", "loss_cons", "loss_tmp", "loss")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss or gradient became NaN/inf: training must stop before the weights (and checkpoints) are touched."""
 
 
 def _frozen(module: nn.Module) -> nn.Module:

@@ -10,15 +10,6 @@ import torch
 from cosec.data.config import FramesConfig, GuidanceConfig, IndexConfig, SynthConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors: intra-op threads only add contention on the shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="session")
 def anny_body():
     """anny, built once per session (first build ~90 s; cache in $COSEC_ANNY_CACHE or ~/.cache/anny)."""

@@ -10,15 +10,6 @@ import torch
 from cosec.models import ChampModel
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the machine's two cores are shared; one thread avoids oversubscription stalls in tiny models
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def randomize_zero_init(model: ChampModel, seed: int = 1) -> ChampModel:
     """Give the zero-initialised outputs (guidance conv_out, motion proj_out) random values so tests see them."""
     gen = torch.Generator().manual_seed(seed)
