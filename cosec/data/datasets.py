@@ -140,10 +140,13 @@ class Phase2Dataset(Dataset):
 
 class EvalDataset(Dataset):
     """One item per test video: the reference frame (frame `ref_frame`), then a clip of the
-    following frames with their guidance and masks (the masks restrict person metrics)."""
+    following frames with their guidance and masks (the masks restrict person metrics).
+
+    ``min_gap`` keeps only frames at least that many frames away from the reference, so the pose
+    really changes between reference and target (copying the reference must not score well)."""
 
     def __init__(self, root, index: pd.DataFrame, split: str, ref_frame: int = 0, max_frames: int = 0,
-                 resolution: int | None = None):  # fmt: skip
+                 resolution: int | None = None, min_gap: int = 1):  # fmt: skip
         self.reader = _FrameReader(root, index, resolution)
         df = _split(index, split)
         if df.empty:
@@ -152,14 +155,19 @@ class EvalDataset(Dataset):
             (v, g.sort_values("frame").index.to_numpy()) for v, g in df.groupby("video", sort=True)
         ]
         self.ref_frame, self.max_frames, self.index = ref_frame, max_frames, index
+        self.min_gap = max(1, min_gap)
 
     def __len__(self) -> int:
         return len(self.videos)
 
     def __getitem__(self, i: int) -> dict:
         video, rows = self.videos[i]
-        ref = int(rows[min(self.ref_frame, len(rows) - 1)])
-        clip = [int(r) for r in rows if r != ref]
+        pos = min(self.ref_frame, len(rows) - 1)
+        ref = int(rows[pos])
+        clip = [int(r) for k, r in enumerate(rows) if abs(k - pos) >= self.min_gap]
+        if not clip:
+            raise ValueError(f"{video}: no frame is {self.min_gap} or more frames from the reference "
+                             f"(the video has {len(rows)} frames)")
         if self.max_frames:
             clip = clip[: self.max_frames]
         pix, guid, mask = self.reader.clip(clip)

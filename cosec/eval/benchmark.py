@@ -28,6 +28,7 @@ class BenchmarkConfig:
     guidance_scale: float = 3.5  # Champ's inference scale
     max_videos: int = 0  # per split; 0 = all
     max_frames: int = 0  # per video; 0 = all (at most the motion modules' 32)
+    min_gap: int = 1  # evaluate frames at least this far from the reference frame (real pose change)
     seed: int = 0
     weights_dir: str | None = None  # backbone weights for LPIPS / FID (missing: reported null with the reason)
     grid_frames: int = 4  # frames of the first video per split in the sample grid
@@ -48,7 +49,7 @@ def run_benchmark(teacher: ChampModel, students: dict[str, nn.Module], root, ind
     grids: dict[str, list[dict]] = {}
     res = teacher.config.resolution
     for split in cfg.splits:
-        data = EvalDataset(root, index, split, max_frames=cfg.max_frames, resolution=res)
+        data = EvalDataset(root, index, split, max_frames=cfg.max_frames, resolution=res, min_gap=cfg.min_gap)
         n = len(data) if cfg.max_videos <= 0 else min(cfg.max_videos, len(data))
         evaluators: dict[tuple[str, int], SplitEvaluator] = {}
 

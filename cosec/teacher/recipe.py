@@ -27,6 +27,8 @@ class ModelSize:
     base: str = "tiny"  # tiny | sd15
     resolution: int | None = None  # pixels; None keeps the preset's
     unet_channels: list[int] | None = None  # UNet block_out_channels; None keeps the preset's
+    vae_channels: list[int] | None = None  # VAE block_out_channels (4 blocks = 8x down); None keeps the preset's
+    vae_layers_per_block: int | None = None
 
     def build_config(self) -> ModelConfig:
         cfg = model_config(self.base)
@@ -37,6 +39,10 @@ class ModelSize:
             data["unet"]["sample_size"] = self.resolution // 8
         if self.unet_channels is not None:
             data["unet"]["block_out_channels"] = list(self.unet_channels)
+        if self.vae_channels is not None:
+            data["vae"]["block_out_channels"] = list(self.vae_channels)
+        if self.vae_layers_per_block is not None:
+            data["vae"]["layers_per_block"] = self.vae_layers_per_block
         return ModelConfig.from_dict(data)
 
 
