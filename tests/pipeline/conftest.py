@@ -24,7 +24,7 @@ SMOKE = {
     "phase1": {"loss": {"steps": 2}, "data": {"batch_size": 1}},
     "phase2": {"loss": {"steps": 2}, "data": {"batch_size": 1, "num_frames": 4}},
     "evaluate": {"benchmark": {"teacher_steps": [2], "teacher_nocfg_steps": [2], "student_steps": [1, 2],
-                               "max_videos": 1, "max_frames": 3}},
+                               "max_videos": 1, "max_frames": 3, "min_gap": 4}},
 }
 
 
