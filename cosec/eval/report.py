@@ -38,7 +38,8 @@ METRIC_INFO = {
     "lpips": ("LPIPS", False), "fid": ("FID", False), "fid_vid": ("FID-VID", False), "fvd": ("FVD", False),
     "hf_ratio": ("HF ratio (1 ideal)", None), "jitter": ("Jitter", False),
 }
-TABLE3_METRICS = ("ssim", "psnr", "l1", "lpips", "fid", "fid_vid", "fvd", "ssim_person", "hf_ratio", "jitter")
+TABLE3_METRICS = ("ssim", "psnr", "l1", "lpips", "fid", "fid_vid", "fvd", "ssim_person", "psnr_person", "hf_ratio",
+                  "jitter")
 
 
 def entry_key(model: str, steps: int) -> str:
