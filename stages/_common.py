@@ -17,7 +17,7 @@ from cosec.config import load_section, to_dict
 from cosec.teacher.recipe import ModelSize, RunConfig
 from cosec.train.tracking import MLflowTracker
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # in the project; MLFLOW_TRACKING_URI overrides it
+MLFLOW_DB = "mlflow.db"  # in the project; MLFLOW_TRACKING_URI overrides it
 
 
 @dataclass
@@ -44,7 +44,8 @@ def setup(stage: str, params: str) -> Common:
 
 
 def tracker(common: Common, stage: str, params: dict, tags: dict | None = None) -> MLflowTracker:
-    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    # absolute, so Ray workers (which run in their own folder) log into the same store
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(MLFLOW_DB).resolve()}"
     t = MLflowTracker(common.experiment, stage=stage, tracking_uri=uri, tags={"dvc.stage": stage, **(tags or {})})
     t.log_params({**params, "common": to_dict(common)})
     return t

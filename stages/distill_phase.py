@@ -12,7 +12,7 @@ from _common import read_index, setup, tracked, work_dir
 
 from cosec.config import from_dict, load_section, to_dict
 from cosec.distill.config import DistillConfig, Phase1Config, Phase2Config
-from cosec.distill.recipe import run_phase
+from cosec.distill.recipe import run_phase, run_phase_on_workers
 from cosec.models import ChampModel
 
 
@@ -47,21 +47,25 @@ def distill(phase: int, params: str, loss_overrides: dict | None = None, out: st
     out = out or stage.out
     init = init if init is not None else stage.init
     with tracked(common, name, {"distill": to_dict(cfg), name: to_dict(stage)}, {"cosec.variant": variant}) as run:
-        teacher = ChampModel.from_pretrained(stage.teacher)
-        init_state = ChampModel.from_pretrained(init).denoising_unet.state_dict() if init else None
-        r = common.run
         inputs = [p for p in (stage.teacher, init, common.index) if p]
         work = work_dir(f"{variant}/{name}", {"distill": to_dict(cfg), "stage": to_dict(stage),
                                               "common": to_dict(common)}, inputs)
-        lcd = run_phase(phase, teacher, cfg, common.data_root, read_index(common), work,
-                        batch_size=stage.data.batch_size, k_ras=stage.data.k_ras, m_ers=stage.data.m_ers,
-                        window=stage.data.window, num_frames=stage.data.num_frames, student_init=init_state,
-                        train_config={"checkpoint_every": r.checkpoint_every, "keep_last": r.keep_last,
-                                      "log_every": r.log_every, "mixed_precision": r.mixed_precision,
-                                      "progress": r.progress},
-                        tracker=run)
+        r = common.run
+        kwargs = {"phase": phase, "cfg": cfg, "data_root": common.data_root, "index": read_index(common),
+                  "work_dir": work, "batch_size": stage.data.batch_size, "k_ras": stage.data.k_ras,
+                  "m_ers": stage.data.m_ers, "window": stage.data.window, "num_frames": stage.data.num_frames,
+                  "train_config": {"checkpoint_every": r.checkpoint_every, "keep_last": r.keep_last,
+                                   "log_every": r.log_every, "mixed_precision": r.mixed_precision,
+                                   "progress": r.progress}}
+        if r.num_workers > 1 or r.use_gpu:
+            state = run_phase_on_workers(r.num_workers, r.use_gpu, stage.teacher, init, run, **kwargs)
+        else:
+            teacher = ChampModel.from_pretrained(stage.teacher)
+            init_state = ChampModel.from_pretrained(init).denoising_unet.state_dict() if init else None
+            lcd = run_phase(teacher=teacher, student_init=init_state, tracker=run, **kwargs)
+            state = lcd.student.state_dict()
         student = ChampModel.from_pretrained(stage.teacher)  # fresh fp32 copy of the frozen parts
-        student.denoising_unet.load_state_dict(lcd.student.state_dict())
+        student.denoising_unet.load_state_dict(state)
         student.save_pretrained(out)
     print(f"{name} ({variant}) written to {out}")
     return out

@@ -50,3 +50,21 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def session_home() -> Path:
     return _SESSION_HOME
+
+
+@pytest.fixture(scope="session")
+def loopback_namespace() -> list[str]:
+    """Command prefix that runs a shell command in a private network namespace with only `lo` up.
+
+    Ray opens ports on every interface; here it may only ever see loopback. Skips when the
+    namespace cannot be made (no unshare/ip, or not permitted).
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("Ray runs only in a loopback-only namespace: needs util-linux 'unshare' and iproute2 'ip'")
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a private network namespace: {probe.stderr.strip()[:200]}")
+    return ["unshare", "-n", "sh", "-c"]

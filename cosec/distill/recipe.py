@@ -14,8 +14,9 @@ import torch
 
 from cosec.data.datasets import Phase1Dataset, Phase2Dataset
 from cosec.models import ChampModel
+from cosec.train import distributed
 from cosec.train.loop import TrainConfig, train
-from cosec.train.tracking import NullTracker, Tracker
+from cosec.train.tracking import NullTracker, Tracker, tracker_from_spec
 
 from .batch import prepare_batch
 from .config import DistillConfig
@@ -62,19 +63,21 @@ def run_phase(phase: int, teacher: ChampModel, cfg: DistillConfig, data_root, in
               window: int = 8, num_frames: int = 8, student_init: dict | None = None,
               tracker: Tracker | None = None) -> ReferenceLCD:
     """Distil phase 1 (frames) or 2 (clips) and return the ReferenceLCD (student = the model to ship)."""
+    teacher = teacher.to(distributed.device())
     lcd = ReferenceLCD(teacher, cfg, student_init=student_init)
     pcfg = cfg.phase(phase)
+    data_seed = cfg.seed + 7919 * distributed.rank()  # each Ray worker draws its own groups
     res = teacher.config.resolution
     sources = index["source_video"]
     if phase == 1:
         data = Phase1Dataset(data_root, index, length=10**6, k_ras=k_ras, m_ers=m_ers, window=window,
                              split="train", seed=cfg.seed, resolution=res)
-        stream = _GroupStream(teacher, data, lambda it: phase1_group(it, sources), batch_size, cfg.seed)
+        stream = _GroupStream(teacher, data, lambda it: phase1_group(it, sources), batch_size, data_seed)
         step = lcd.phase1_step
     else:
         data = Phase2Dataset(data_root, index, length=10**6, num_frames=num_frames, split="train", seed=cfg.seed,
                              resolution=res)
-        stream = _GroupStream(teacher, data, lambda it: phase2_group(it, sources), batch_size, cfg.seed)
+        stream = _GroupStream(teacher, data, lambda it: phase2_group(it, sources), batch_size, data_seed)
         step = lcd.phase2_step
 
     def step_fn(batch):
@@ -89,3 +92,32 @@ def run_phase(phase: int, teacher: ChampModel, cfg: DistillConfig, data_root, in
               state={"student": lcd.student, "target": lcd.target}, tracker=tracker or NullTracker(),
               callbacks=[lambda _step, _logs: lcd.update_ema()])
     return lcd
+
+
+def run_phase_on_workers(num_workers: int, use_gpu: bool, teacher_dir: str, init_dir: str | None,
+                         tracker: Tracker | None, **kwargs) -> dict[str, torch.Tensor]:
+    """run_phase on Ray Train workers (gradients averaged by the loop); returns the student's state dict.
+
+    ``kwargs`` are run_phase's (phase, cfg, data_root, index, work_dir, batch_size, train_config, ...).
+    """
+    # Ray workers run in their own working folder: hand them absolute paths
+    absolute = {k: str(Path(kwargs[k]).resolve()) for k in ("data_root", "work_dir")}
+    payload = {"teacher": str(Path(teacher_dir).resolve()),
+               "init": str(Path(init_dir).resolve()) if init_dir else None,
+               "tracker": getattr(tracker, "spec", lambda: None)(), "kwargs": {**kwargs, **absolute}}
+    result = distributed.run(_phase_worker, payload, num_workers=num_workers, use_gpu=use_gpu,
+                             storage_path=Path(kwargs["work_dir"]).resolve() / "ray", name=f"phase{kwargs['phase']}")
+    return torch.load(result["student"], map_location="cpu", weights_only=True)
+
+
+def _phase_worker(payload: dict) -> dict:
+    teacher = ChampModel.from_pretrained(payload["teacher"])
+    init = ChampModel.from_pretrained(payload["init"]).denoising_unet.state_dict() if payload["init"] else None
+    tracker = tracker_from_spec(payload["tracker"], distributed.rank())
+    lcd = run_phase(teacher=teacher, student_init=init, tracker=tracker, **payload["kwargs"])
+    out = Path(payload["kwargs"]["work_dir"]).resolve() / "student.pt"
+    if distributed.rank() == 0:
+        tmp = out.with_suffix(".tmp")
+        torch.save({k: v.cpu() for k, v in lcd.student.state_dict().items()}, tmp)
+        tmp.replace(out)
+    return {"student": str(out)}

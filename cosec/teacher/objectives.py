@@ -9,6 +9,7 @@ from torch import nn
 
 from cosec.diffusion.schedule import NoiseSchedule
 from cosec.models import ChampModel, Conditioning
+from cosec.train.batches import to_device
 
 
 def denoising_loss(
@@ -67,6 +68,7 @@ class TeacherStage1(_Stage):
         return [p for part in (m.reference_unet, m.denoising_unet, m.guidance_encoders) for p in part.parameters()]
 
     def forward(self, batch: Mapping) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = to_device(batch, self.model.device)
         latents, ref_latents, clip = self._encode(batch["pixel_values"], batch["ref_pixels"])
         guidance = self.model.guidance_encoders(batch["guidance"])
         if self._drop_reference():
@@ -84,6 +86,7 @@ class TeacherStage2(_Stage):
         return list(self.model.denoising_unet.motion_parameters())
 
     def forward(self, batch: Mapping) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = to_device(batch, self.model.device)
         clip_pixels, refs = batch["pixel_values"], batch["ref_pixels"]
         latents, ref_latents, clip = self._encode(clip_pixels, refs)
         with torch.no_grad():

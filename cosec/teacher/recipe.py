@@ -12,9 +12,10 @@ import torch
 from cosec.data.datasets import Phase2Dataset, TeacherDataset
 from cosec.diffusion.schedule import NoiseSchedule
 from cosec.models import ChampModel, ModelConfig, model_config
+from cosec.train import distributed
 from cosec.train.batches import batch_stream
 from cosec.train.loop import TrainConfig, train
-from cosec.train.tracking import NullTracker, Tracker
+from cosec.train.tracking import NullTracker, Tracker, tracker_from_spec
 
 from .objectives import TeacherStage1, TeacherStage2
 from .vae import VAETrainer, calibrate_scaling_factor
@@ -85,6 +86,8 @@ class TeacherConfig:
 class RunConfig:
     """How training runs, shared by every training stage."""
 
+    num_workers: int = 1  # > 1 (or use_gpu): Ray Train TorchTrainer workers, gradients averaged every step
+    use_gpu: bool = False
     checkpoint_every: int = 100
     keep_last: int = 2
     log_every: int = 10
@@ -150,27 +153,32 @@ def _stage2_batches(dataset: Phase2Dataset):
 
 def train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root: str | Path,
                   index: pd.DataFrame, work_dir: str | Path, tracker: Tracker | None = None) -> ChampModel:
-    """Small VAE, then stage 1 (R-UNet, D-UNet, guidance encoders on frames), then stage 2 (motion modules)."""
+    """Small VAE, then stage 1 (R-UNet, D-UNet, guidance encoders on frames), then stage 2 (motion modules).
+
+    Inside a Ray Train worker each rank draws its own batches and the loop averages gradients.
+    """
     tracker = tracker or NullTracker()
     work = Path(work_dir)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model_cfg = size.build_config()
-    model = ChampModel.build(model_cfg).requires_grad_(False)
+    device = distributed.device()
+    model = ChampModel.build(model_cfg).requires_grad_(False).to(device)
+    data_seed = cfg.seed + 7919 * distributed.rank()
     res = model_cfg.resolution
     frames = TeacherDataset(data_root, index, split="train", seed=cfg.seed, resolution=res)
 
     _fit(VAETrainer(model.vae, cfg.vae.kl_weight, cfg.vae.grad_weight, seed=cfg.seed), cfg.vae,
-         batch_stream(frames, cfg.vae.batch_size, cfg.seed), run, work, "vae", cfg.seed, tracker)
+         batch_stream(frames, cfg.vae.batch_size, data_seed), run, work, "vae", cfg.seed, tracker)
     model.vae.requires_grad_(False)
-    calib = batch_stream(frames, 16, cfg.seed + 1)(0)
-    scale = calibrate_scaling_factor(model.vae, (next(calib)["pixel_values"] for _ in range(4)))
+    calib = batch_stream(frames, 16, cfg.seed + 1)(0)  # same on every rank: one scaling factor
+    scale = calibrate_scaling_factor(model.vae, (next(calib)["pixel_values"].to(device) for _ in range(4)))
     model.config.vae["scaling_factor"] = scale  # used by encode/decode and saved with the checkpoint
     model.vae.register_to_config(scaling_factor=scale)
     tracker.log_metrics({"vae/scaling_factor": scale}, step=0)
 
     schedule = NoiseSchedule()
     s1 = TeacherStage1(model, schedule, cfg.stage1.uncond_prob, seed=cfg.seed)
-    _fit(s1, cfg.stage1, batch_stream(frames, cfg.stage1.batch_size, cfg.seed + 2), run, work, "stage1", cfg.seed,
+    _fit(s1, cfg.stage1, batch_stream(frames, cfg.stage1.batch_size, data_seed + 2), run, work, "stage1", cfg.seed,
          tracker)
     model.requires_grad_(False)
 
@@ -178,7 +186,7 @@ def train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root
     clips = Phase2Dataset(data_root, index, length=10**6, num_frames=cfg.stage2.num_frames, stride=cfg.stage2.stride,
                           split="train", seed=cfg.seed, resolution=res)
     s2 = TeacherStage2(model, schedule, cfg.stage2.uncond_prob, seed=cfg.seed)
-    _fit(s2, cfg.stage2, batch_stream(_stage2_batches(clips), cfg.stage2.batch_size, cfg.seed + 3), run, work,
+    _fit(s2, cfg.stage2, batch_stream(_stage2_batches(clips), cfg.stage2.batch_size, data_seed + 3), run, work,
          "stage2", cfg.seed, tracker)
     return model.requires_grad_(False).eval()
 
@@ -189,4 +197,23 @@ def load_or_train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, d
         from cosec.models.checkpoint import load_champ
 
         return load_champ(cfg.champ_dir, config=size.build_config(), motion_modules=True)
+    if run.num_workers > 1 or run.use_gpu:
+        spec = tracker.spec() if hasattr(tracker, "spec") else None
+        # Ray workers run in their own working folder: hand them absolute paths
+        payload = {"cfg": cfg, "size": size, "run": run, "root": str(Path(data_root).resolve()), "index": index,
+                   "work": str(Path(work_dir).resolve()), "tracker": spec}
+        result = distributed.run(_teacher_worker, payload, num_workers=run.num_workers, use_gpu=run.use_gpu,
+                                 storage_path=Path(work_dir).resolve() / "ray", name="teacher")
+        return ChampModel.from_pretrained(result["checkpoint"])
     return train_teacher(cfg, size, run, data_root, index, work_dir, tracker)
+
+
+def _teacher_worker(payload: dict) -> dict:
+    """One Ray Train worker: the same recipe; rank 0 writes the result for the driver."""
+    tracker = tracker_from_spec(payload["tracker"], distributed.rank())
+    model = train_teacher(payload["cfg"], payload["size"], payload["run"], payload["root"], payload["index"],
+                          payload["work"], tracker)
+    out = Path(payload["work"]).resolve() / "result"
+    if distributed.rank() == 0:
+        model.to("cpu").save_pretrained(out)
+    return {"checkpoint": str(out)}

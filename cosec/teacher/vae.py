@@ -33,7 +33,7 @@ class VAETrainer(nn.Module):
         return list(self.vae.parameters())
 
     def forward(self, batch: Mapping) -> tuple[torch.Tensor, dict[str, float]]:
-        x = batch["pixel_values"]
+        x = batch["pixel_values"].to(self.vae.device)
         posterior = self.vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=self.generator).to(x)
         recon = self.vae.decode(z).sample

@@ -31,3 +31,14 @@ def batch_stream(dataset: Dataset, batch_size: int, seed: int = 0,
             step += 1
 
     return stream
+
+
+def to_device(batch, device: torch.device | str):
+    """Move every tensor of a (nested dict / list / tuple) batch to ``device``."""
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch

@@ -175,6 +175,25 @@ class Trainer:
             dist.all_reduce(ok, op=dist.ReduceOp.MIN)
         return bool(ok.item() > 0)
 
+    def _average_gradients(self) -> None:
+        """Data parallelism without a DDP wrapper: every rank steps with the mean gradient.
+
+        A parameter without a gradient on this rank (e.g. a branch its batch skipped) counts as zero,
+        so all ranks take part in every reduction. With a DDP-wrapped model this re-averages gradients
+        that are already equal, which changes nothing.
+        """
+        for p in self._flat_params():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(self.world_size)
+
+    def _broadcast_parameters(self) -> None:
+        """Start every rank from rank 0's trainable weights."""
+        with torch.no_grad():
+            for p in self._flat_params():
+                dist.broadcast(p.data, src=0)
+
     def _batches(self, data: Iterable | Callable[[int], Iterator]) -> Iterator:
         """A callable is asked for the batches from the resume step on; an iterable is re-read and the
         micro-batches already consumed are skipped."""
@@ -192,6 +211,8 @@ class Trainer:
             self.load(latest)
         else:
             ckpt.seed_everything(cfg.seed + self.rank)
+        if self.world_size > 1:
+            self._broadcast_parameters()
         resumed_from = self.step
         if self.rank == 0:
             self.tracker.log_params({"train": asdict(cfg), "world_size": self.world_size, "resumed_from": resumed_from})
@@ -239,6 +260,8 @@ class Trainer:
             sums["loss"] += float(loss.detach()) / cfg.grad_accum
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
+        if self.world_size > 1:
+            self._average_gradients()
         params = [p for p in self._flat_params() if p.grad is not None]
         max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())

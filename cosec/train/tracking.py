@@ -70,7 +70,9 @@ class MLflowTracker:
     def __init__(self, experiment: str, stage: str, run_name: str | None = None, tracking_uri: str | None = None,
                  tags: Mapping[str, str] | None = None, rank: int = 0, run_id: str | None = None):
         self.active = rank == 0
-        self.run_id: str | None = None
+        self.run_id: str | None = run_id
+        self.experiment, self.stage = experiment, stage
+        self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
         if not self.active:
             return
         from mlflow.tracking import MlflowClient
@@ -87,6 +89,11 @@ class MLflowTracker:
             all_tags["mlflow.source.git.commit"] = commit
         run = self.client.create_run(experiment_id, run_name=run_name or stage, tags=all_tags)
         self.run_id = run.info.run_id
+
+    def spec(self) -> dict[str, Any]:
+        """What a worker process needs to log into this same run (see ``tracker_from_spec``)."""
+        return {"experiment": self.experiment, "stage": self.stage, "run_id": self.run_id,
+                "tracking_uri": self.tracking_uri}
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not self.active:
@@ -127,3 +134,10 @@ class MLflowTracker:
     def close(self, status: str = "FINISHED") -> None:
         if self.active and self.run_id is not None:
             self.client.set_terminated(self.run_id, status=status)
+
+
+def tracker_from_spec(spec: Mapping[str, Any] | None, rank: int) -> Tracker:
+    """A tracker for a training worker: rank 0 logs into the driver's MLflow run, the others do nothing."""
+    if not spec or rank != 0:
+        return NullTracker()
+    return MLflowTracker(spec["experiment"], spec["stage"], tracking_uri=spec["tracking_uri"], run_id=spec["run_id"])

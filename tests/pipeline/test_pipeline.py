@@ -8,11 +8,13 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 
 from .conftest import run
 
-pytestmark = __import__("pytest").mark.slow
+pytestmark = pytest.mark.slow
 
 STAGES = ["synth", "frames", "guidance", "index", "teacher", "phase1", "phase2", "evaluate", "report"]
 
@@ -69,3 +71,37 @@ def test_a_phase2_parameter_change_reruns_only_what_follows(smoke_project: Path,
     finally:
         params_path.write_text(original)
         run([sys.executable, "-m", "dvc", "repro"], smoke_project, project_env)
+
+
+@pytest.mark.ray
+def test_teacher_stage_trains_on_two_ray_workers(smoke_project: Path, project_env, loopback_namespace, tmp_path):
+    params = yaml.safe_load((smoke_project / "params.yaml").read_text())
+    params["common"]["run"]["num_workers"] = 2
+    params["teacher"]["out"] = "models/teacher_ray"
+    (tmp_path / "ray.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(project_env, RAY_USAGE_STATS_ENABLED="0", GLOO_SOCKET_IFNAME="lo")
+    cmd = f'ip link set lo up && exec "{sys.executable}" stages/teacher.py --params "{tmp_path / "ray.yaml"}"'
+    run([*loopback_namespace, cmd], smoke_project, env, timeout=600)
+    from cosec.models import ChampModel
+
+    model = ChampModel.from_pretrained(smoke_project / "models/teacher_ray")
+    assert model.denoising_unet.has_motion_modules  # stage 2 ran too
+    ckpts = sorted(p.name for p in (smoke_project / "runs").glob("teacher-*/stage1/checkpoints/*rank1*"))
+    assert ckpts, "rank 1 wrote no RNG state: the run was not distributed"
+
+
+@pytest.mark.ray
+def test_phase1_distils_on_two_ray_workers(smoke_project: Path, project_env, loopback_namespace, tmp_path):
+    params = yaml.safe_load((smoke_project / "params.yaml").read_text())
+    params["common"]["run"]["num_workers"] = 2
+    params["phase1"]["out"] = "models/phase1_ray"
+    (tmp_path / "ray.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(project_env, RAY_USAGE_STATS_ENABLED="0", GLOO_SOCKET_IFNAME="lo")
+    cmd = f'ip link set lo up && exec "{sys.executable}" stages/distill_phase.py 1 --params "{tmp_path / "ray.yaml"}"'
+    run([*loopback_namespace, cmd], smoke_project, env, timeout=600)
+    from cosec.models import ChampModel
+
+    ray_student = ChampModel.from_pretrained(smoke_project / "models/phase1_ray").denoising_unet.state_dict()
+    teacher = ChampModel.from_pretrained(smoke_project / "models/teacher").denoising_unet.state_dict()
+    assert any(not torch.equal(ray_student[k], teacher[k]) for k in teacher)  # the student was trained
+    assert sorted((smoke_project / "runs").glob("student/phase1-*/checkpoints/*rank1*")), "not distributed"

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -78,26 +77,14 @@ RAY_JOB = textwrap.dedent('''
 ''')
 
 
-def _loopback_namespace_ok() -> str | None:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "needs util-linux 'unshare' and iproute2 'ip'"
-    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"cannot create a private network namespace: {probe.stderr.strip()[:200]}"
-    return None
-
-
 @pytest.mark.ray
 @pytest.mark.slow
-def test_two_worker_ray_run_in_loopback_namespace(tmp_path):
-    reason = _loopback_namespace_ok()
-    if reason:
-        pytest.skip(f"Ray test runs only in a loopback-only namespace: {reason}")
+def test_two_worker_ray_run_in_loopback_namespace(tmp_path, loopback_namespace):
     script = tmp_path / "ray_job.py"
     script.write_text(RAY_JOB)
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", "GLOO_SOCKET_IFNAME": "lo"}
     cmd = f'ip link set lo up && exec "{sys.executable}" "{script}" "{tmp_path / "run"}" "{tmp_path / "ray"}"'
-    proc = subprocess.run(["unshare", "-n", "sh", "-c", cmd], env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run([*loopback_namespace, cmd], env=env, capture_output=True, text=True, timeout=240)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
     out = json.loads(lines[-1].removeprefix("RESULT "))
