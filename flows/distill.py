@@ -8,6 +8,7 @@ prefect.yaml at the project root.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,9 +52,14 @@ def run_stage(stage: str, project_dir: str, force: bool = False) -> str:
     logger = get_run_logger()
     cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage] + (["--force"] if force else [])
     logger.info("running %s in %s", " ".join(cmd[1:]), project_dir)
-    proc = subprocess.run(cmd, cwd=project_dir, capture_output=True, text=True)
-    for line in (proc.stdout + proc.stderr).splitlines()[-200:]:
-        logger.info(line)
+    # progress bars redraw with carriage returns: log them every 30 s, as lines
+    env = {**os.environ, "TQDM_MININTERVAL": "30"}
+    with subprocess.Popen(cmd, cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        for line in proc.stdout:
+            line = line.rstrip().rsplit("\r", 1)[-1]
+            if line:
+                logger.info(line)
     if proc.returncode != 0:
         raise RuntimeError(f"DVC stage {stage!r} failed with exit code {proc.returncode} (see the log above)")
     return stage
@@ -69,7 +75,7 @@ def distill(target: str = "phase2", project_dir: str = ".", force: bool = False)
     done = []
     for stage in stages:
         # force applies to the requested stages only: upstream stays cached
-        done.append(run_stage(stage, project_dir, force=force and (targets is None or stage.split("@")[0] in targets)))
+        done.append(run_stage(stage, project_dir, force=force and stage.split("@")[0] in targets))
     return done
 
 
