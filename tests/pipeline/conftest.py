@@ -25,6 +25,7 @@ SMOKE = {
     "phase2": {"loss": {"steps": 2}, "data": {"batch_size": 1, "num_frames": 4}},
     "evaluate": {"benchmark": {"teacher_steps": [2], "teacher_nocfg_steps": [2], "student_steps": [1, 2],
                                "max_videos": 1, "max_frames": 3, "min_gap": 4}},
+    "ablation": {"benchmark": {"max_videos": 1, "max_frames": 3, "min_gap": 4}},
 }
 
 

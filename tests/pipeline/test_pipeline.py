@@ -105,3 +105,20 @@ def test_phase1_distils_on_two_ray_workers(smoke_project: Path, project_env, loo
     teacher = ChampModel.from_pretrained(smoke_project / "models/teacher").denoising_unet.state_dict()
     assert any(not torch.equal(ray_student[k], teacher[k]) for k in teacher)  # the student was trained
     assert sorted((smoke_project / "runs").glob("student/phase1-*/checkpoints/*rank1*")), "not distributed"
+
+
+def test_ablation_ladder_writes_table4(smoke_project: Path, project_env):
+    run([sys.executable, "-m", "dvc", "repro", "ablation/dvc.yaml"], smoke_project, project_env)
+    for variant in ("referencelcm", "eta", "eta_cons", "eta_cons_tmp"):
+        entries = json.loads((smoke_project / f"reports/ablation/{variant}.json").read_text())
+        assert sorted(entries) == ["dance", "fashion", "wild"]
+        assert all(set(rows) == {f"{variant}@2"} for rows in entries.values()), entries
+    table = (smoke_project / "reports/ablation.md").read_text()
+    for label in ("ReferenceLCM", "ETA", "CoNS"):
+        assert label in table
+    # each rung is its own MLflow run, tagged with its variant
+    import sqlite3
+
+    con = sqlite3.connect(project_env["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///"))
+    variants = {v for (v,) in con.execute("select value from tags where key = 'cosec.variant'")}
+    assert {"referencelcm", "eta", "eta_cons", "eta_cons_tmp"} <= variants
