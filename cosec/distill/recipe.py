@@ -6,7 +6,6 @@ supplies accumulation, clipping, checkpoints and resume; the EMA target follows 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +14,7 @@ import torch
 from cosec.data.datasets import Phase1Dataset, Phase2Dataset
 from cosec.models import ChampModel
 from cosec.train import distributed
+from cosec.train.batches import batch_stream
 from cosec.train.loop import TrainConfig, train
 from cosec.train.tracking import NullTracker, Tracker, tracker_from_spec
 
@@ -41,21 +41,10 @@ def phase2_group(item: dict, sources: pd.Series) -> dict:
             "ref_videos": [sources.at[r] for r in rows], "num_ras": len(rows)}
 
 
-class _GroupStream:
-    """Resumable stream of batches of groups: batch i depends only on (seed, i)."""
-
-    def __init__(self, model: ChampModel, dataset, to_group, batch_size: int, seed: int):
-        self.model, self.dataset, self.to_group = model, dataset, to_group
-        self.batch_size, self.seed = batch_size, seed
-
-    def __call__(self, start_step: int):
-        step = start_step
-        while True:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-            idx = torch.randint(0, len(self.dataset), (self.batch_size,), generator=g).tolist()
-            groups: Sequence[dict] = [self.to_group(self.dataset[i]) for i in idx]
-            yield prepare_batch(self.model, groups)
-            step += 1
+def _group_stream(model: ChampModel, dataset, to_group, batch_size: int, seed: int):
+    """Resumable stream of DistillBatches: batch i depends only on (seed, i), as batch_stream's."""
+    return batch_stream(dataset, batch_size, seed,
+                        collate=lambda items: prepare_batch(model, [to_group(item) for item in items]))
 
 
 def run_phase(phase: int, teacher: ChampModel, cfg: DistillConfig, data_root, index: pd.DataFrame,
@@ -72,12 +61,12 @@ def run_phase(phase: int, teacher: ChampModel, cfg: DistillConfig, data_root, in
     if phase == 1:
         data = Phase1Dataset(data_root, index, length=10**6, k_ras=k_ras, m_ers=m_ers, window=window,
                              split="train", seed=cfg.seed, resolution=res)
-        stream = _GroupStream(teacher, data, lambda it: phase1_group(it, sources), batch_size, data_seed)
+        stream = _group_stream(teacher, data, lambda it: phase1_group(it, sources), batch_size, data_seed)
         step = lcd.phase1_step
     else:
         data = Phase2Dataset(data_root, index, length=10**6, num_frames=num_frames, split="train", seed=cfg.seed,
                              resolution=res)
-        stream = _GroupStream(teacher, data, lambda it: phase2_group(it, sources), batch_size, data_seed)
+        stream = _group_stream(teacher, data, lambda it: phase2_group(it, sources), batch_size, data_seed)
         step = lcd.phase2_step
 
     def step_fn(batch):
