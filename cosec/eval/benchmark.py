@@ -78,7 +78,10 @@ def run_benchmark(teacher: ChampModel, students: dict[str, nn.Module], root, ind
                 score("teacher_nocfg", steps, to_uint8(teacher.decode_latents(lat)[0]), gt, masks)
             for name, unet in students.items():
                 for steps in cfg.student_steps:
-                    lat = sample_student(teacher, unet, cond, shape, num_steps=steps, latents=noise.clone())
+                    # LCM re-noises between steps: a seeded generator gives every student the same draws
+                    renoise = torch.Generator().manual_seed(cfg.seed * 100_003 + v + 50_000)
+                    lat = sample_student(teacher, unet, cond, shape, num_steps=steps, latents=noise.clone(),
+                                         generator=renoise)
                     outputs[f"{name}@{steps}"] = to_uint8(teacher.decode_latents(lat)[0])
                     score(name, steps, outputs[f"{name}@{steps}"], gt, masks)
             if v == 0:
