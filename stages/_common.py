@@ -36,7 +36,7 @@ def parse_args(stage: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def setup(stage: str, params: str) -> Common:
+def setup(params: str) -> Common:
     common = load_section(params, "common", Common)
     if common.threads:
         torch.set_num_threads(common.threads)

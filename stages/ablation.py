@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("variant", choices=sorted(LADDER))
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    common = setup("ablation", args.params)
+    common = setup(args.params)
     cfg = load_section(args.params, "ablation", AblationStage)
     teacher_dir = load_section(args.params, "evaluate", EvaluateStage).teacher
     if LADDER[args.variant] is None:

@@ -38,7 +38,7 @@ def distill(phase: int, params: str, loss_overrides: dict | None = None, out: st
             init: str | None = None, variant: str = "student") -> str:
     """Run one distillation phase from the params file (with optional loss overrides); returns the out folder."""
     name = f"phase{phase}"
-    common = setup(name, params)
+    common = setup(params)
     stage = load_section(params, name, PhaseStage)
     shared = load_section(params, "distill", DistillConfig)
     phase_cls = Phase1Config if phase == 1 else Phase2Config

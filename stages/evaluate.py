@@ -27,7 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    common = setup("evaluate", args.params)
+    common = setup(args.params)
     cfg = load_section(args.params, "evaluate", EvaluateStage)
     with tracked(common, "evaluate", {"evaluate": to_dict(cfg)}) as run:
         teacher = ChampModel.from_pretrained(cfg.teacher)

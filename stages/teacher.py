@@ -8,7 +8,7 @@ from cosec.teacher.recipe import TeacherConfig, load_or_train_teacher
 
 def main() -> None:
     args = parse_args("teacher")
-    common = setup("teacher", args.params)
+    common = setup(args.params)
     cfg = load_section(args.params, "teacher", TeacherConfig)
     with tracked(common, "teacher", {"teacher": to_dict(cfg)}) as run:
         work = work_dir("teacher", {"teacher": to_dict(cfg), "common": to_dict(common)}, [common.index])

@@ -73,15 +73,22 @@ def test_a_phase2_parameter_change_reruns_only_what_follows(smoke_project: Path,
         run([sys.executable, "-m", "dvc", "repro"], smoke_project, project_env)
 
 
+def _stage_on_two_workers(project: Path, env: dict, namespace: list[str], tmp_path: Path, section: str,
+                          out: str, stage_args: str) -> None:
+    """Run one stage script with common.run.num_workers = 2 (and `section.out` = out) in the loopback namespace."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["common"]["run"]["num_workers"] = 2
+    params[section]["out"] = out
+    (tmp_path / "ray.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(env, RAY_USAGE_STATS_ENABLED="0", GLOO_SOCKET_IFNAME="lo")
+    cmd = f'ip link set lo up && exec "{sys.executable}" {stage_args} --params "{tmp_path / "ray.yaml"}"'
+    run([*namespace, cmd], project, env, timeout=600)
+
+
 @pytest.mark.ray
 def test_teacher_stage_trains_on_two_ray_workers(smoke_project: Path, project_env, loopback_namespace, tmp_path):
-    params = yaml.safe_load((smoke_project / "params.yaml").read_text())
-    params["common"]["run"]["num_workers"] = 2
-    params["teacher"]["out"] = "models/teacher_ray"
-    (tmp_path / "ray.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dict(project_env, RAY_USAGE_STATS_ENABLED="0", GLOO_SOCKET_IFNAME="lo")
-    cmd = f'ip link set lo up && exec "{sys.executable}" stages/teacher.py --params "{tmp_path / "ray.yaml"}"'
-    run([*loopback_namespace, cmd], smoke_project, env, timeout=600)
+    _stage_on_two_workers(smoke_project, project_env, loopback_namespace, tmp_path, "teacher",
+                          "models/teacher_ray", "stages/teacher.py")
     from cosec.models import ChampModel
 
     model = ChampModel.from_pretrained(smoke_project / "models/teacher_ray")
@@ -92,13 +99,8 @@ def test_teacher_stage_trains_on_two_ray_workers(smoke_project: Path, project_en
 
 @pytest.mark.ray
 def test_phase1_distils_on_two_ray_workers(smoke_project: Path, project_env, loopback_namespace, tmp_path):
-    params = yaml.safe_load((smoke_project / "params.yaml").read_text())
-    params["common"]["run"]["num_workers"] = 2
-    params["phase1"]["out"] = "models/phase1_ray"
-    (tmp_path / "ray.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dict(project_env, RAY_USAGE_STATS_ENABLED="0", GLOO_SOCKET_IFNAME="lo")
-    cmd = f'ip link set lo up && exec "{sys.executable}" stages/distill_phase.py 1 --params "{tmp_path / "ray.yaml"}"'
-    run([*loopback_namespace, cmd], smoke_project, env, timeout=600)
+    _stage_on_two_workers(smoke_project, project_env, loopback_namespace, tmp_path, "phase1",
+                          "models/phase1_ray", "stages/distill_phase.py 1")
     from cosec.models import ChampModel
 
     ray_student = ChampModel.from_pretrained(smoke_project / "models/phase1_ray").denoising_unet.state_dict()
