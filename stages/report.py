@@ -12,7 +12,8 @@ def main() -> None:
     parser.add_argument("--metrics", default="reports/metrics.json")
     parser.add_argument("--out", default="reports/summary")
     args = parser.parse_args()
-    files = write_report(load_metrics_json(Path(args.metrics)), Path(args.out))
+    # the table comes from metrics.json itself: write only the tables and plots, no second copy
+    files = write_report(load_metrics_json(Path(args.metrics)), Path(args.out), with_json=False)
     for name, path in files.items():
         print(f"{name}: {path}")
 

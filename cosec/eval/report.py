@@ -328,10 +328,11 @@ def save_jitter_heatmap(videos: Mapping[str, np.ndarray], path: Path, max_pairs:
     return _savefig(fig, path)
 
 
-def write_report(table: MetricsTable, out_dir: Path) -> dict[str, Path]:
-    """metrics.json (+ notes), metrics.md (Table 3 and ablation shapes), quality_vs_steps_<split>.png."""
+def write_report(table: MetricsTable, out_dir: Path, with_json: bool = True) -> dict[str, Path]:
+    """metrics.json (+ notes; skipped with with_json=False when the table came from that very file),
+    metrics.md (Table 3 and ablation shapes), quality_vs_steps_<split>.png."""
     out_dir = Path(out_dir)
-    files = {"metrics": write_metrics_json(table, out_dir / "metrics.json")}
+    files = {"metrics": write_metrics_json(table, out_dir / "metrics.json")} if with_json else {}
     text = "# Metrics\n\n## Methods x steps\n\n" + table3_markdown(table)
     ablation = ablation_markdown(table)
     if ablation:
