@@ -55,3 +55,21 @@ def test_bad_yaml_names_the_file(tmp_path):
     p.write_text("stage: [unclosed\n")
     with pytest.raises(ConfigError, match="params.yaml: not valid YAML"):
         load_section(p, "stage", Outer)
+
+
+def test_a_three_block_vae_gives_4x_latents_and_matching_guidance_encoders():
+    import torch
+
+    from cosec.models import ChampModel
+    from cosec.teacher.recipe import ModelSize
+
+    cfg = ModelSize(vae_channels=[8, 16, 32]).build_config()
+    assert (cfg.vae_factor, cfg.latent_size, cfg.unet["sample_size"]) == (4, 16, 16)
+    assert len(cfg.guidance_block_out_channels) == 3
+    model = ChampModel.build(cfg)
+    pixels = torch.rand(1, 3, 64, 64) * 2 - 1
+    assert model.encode_latents(pixels).shape == (1, 4, 16, 16)
+    cond = model.condition(pixels, {k: torch.rand(1, 3, 64, 64) for k in cfg.guidance_types})
+    assert cond.guidance_features.shape[-2:] == (16, 16)
+    with pytest.raises(ValueError, match="guidance encoders downsample 8x"):
+        ModelSize(vae_channels=[8, 16, 32], guidance_channels=[16, 32, 32, 32]).build_config()

@@ -23,6 +23,7 @@ class SynthConfig:
     train_videos: int = 24
     train_subjects: int = 12  # train videos share subjects (2 motions each by default)
     test_videos: dict[str, int] = field(default_factory=lambda: {"dance": 5, "fashion": 5, "wild": 5})
+    travel: float = 0.0  # metres: each video drifts sideways by up to +-travel over its length (0 = none)
     anny_cache: str | None = None  # default: $COSEC_ANNY_CACHE, else ~/.cache/anny
 
 

@@ -138,15 +138,24 @@ class Phase2Dataset(Dataset):
                 "rows": torch.tensor(c.frames), "ras_rows": torch.tensor(c.ras_pairs)}  # fmt: skip
 
 
-class EvalDataset(Dataset):
-    """One item per test video: the reference frame (frame `ref_frame`), then a clip of the
-    following frames with their guidance and masks (the masks restrict person metrics).
+REFERENCE_CHOICES = ("first", "least_overlap")
 
-    ``min_gap`` keeps only frames at least that many frames away from the reference, so the pose
-    really changes between reference and target (copying the reference must not score well)."""
+
+class EvalDataset(Dataset):
+    """One item per test video: a reference frame, then a clip of frames with their guidance and
+    masks (the masks restrict person metrics).
+
+    ``reference="first"`` takes frame ``ref_frame`` as the reference and the clip from the frames at
+    least ``min_gap`` frames away from it. ``reference="least_overlap"`` keeps that clip and then
+    picks, among all the video's frames outside the clip, the one whose person mask overlaps the
+    clip's masks least (lowest mean IoU): the pose and place of the person really differ between
+    reference and targets, so copying the reference cannot score well (motions that return to
+    their starting pose would otherwise hand the first frame most of the answer)."""
 
     def __init__(self, root, index: pd.DataFrame, split: str, ref_frame: int = 0, max_frames: int = 0,
-                 resolution: int | None = None, min_gap: int = 1):  # fmt: skip
+                 resolution: int | None = None, min_gap: int = 1, reference: str = "first"):  # fmt: skip
+        if reference not in REFERENCE_CHOICES:
+            raise ValueError(f"reference must be one of {REFERENCE_CHOICES}, got {reference!r}")
         self.reader = _FrameReader(root, index, resolution)
         df = _split(index, split)
         if df.empty:
@@ -156,21 +165,42 @@ class EvalDataset(Dataset):
         ]
         self.ref_frame, self.max_frames, self.index = ref_frame, max_frames, index
         self.min_gap = max(1, min_gap)
+        self.reference = reference
 
     def __len__(self) -> int:
         return len(self.videos)
 
-    def __getitem__(self, i: int) -> dict:
+    def frames(self, i: int) -> tuple[int, list[int]]:
+        """(reference row, clip rows) of video i, as index rows."""
         video, rows = self.videos[i]
         pos = min(self.ref_frame, len(rows) - 1)
-        ref = int(rows[pos])
         clip = [int(r) for k, r in enumerate(rows) if abs(k - pos) >= self.min_gap]
         if not clip:
             raise ValueError(f"{video}: no frame is {self.min_gap} or more frames from the reference "
                              f"(the video has {len(rows)} frames)")
         if self.max_frames:
             clip = clip[: self.max_frames]
+        ref = int(rows[pos])
+        if self.reference == "least_overlap":
+            ref = self._least_overlap([int(r) for r in rows if int(r) not in clip], clip)
+        return ref, clip
+
+    def _least_overlap(self, candidates: list[int], clip: list[int]) -> int:
+        masks = torch.cat([self.reader.mask(r) for r in clip]).bool()  # (F,H,W); candidates: never empty
+        best, best_iou = candidates[0], float("inf")
+        for r in candidates:
+            m = self.reader.mask(r).bool()
+            inter = (masks & m).flatten(1).sum(1).float()
+            union = (masks | m).flatten(1).sum(1).float().clamp(min=1)
+            iou = float((inter / union).mean())
+            if iou < best_iou:
+                best, best_iou = r, iou
+        return best
+
+    def __getitem__(self, i: int) -> dict:
+        video = self.videos[i][0]
+        ref, clip = self.frames(i)
         pix, guid, mask = self.reader.clip(clip)
         names = [Path(self.index.at[r, "images"]).name for r in clip]
         return {"ref_pixels": self.reader.image(ref), "pixel_values": pix, "guidance": guid, "mask": mask,
-                "video": video, "frame_names": names}  # fmt: skip
+                "video": video, "frame_names": names, "ref_name": Path(self.index.at[ref, "images"]).name}  # fmt: skip

@@ -28,7 +28,8 @@ class BenchmarkConfig:
     guidance_scale: float = 3.5  # Champ's inference scale
     max_videos: int = 0  # per split; 0 = all
     max_frames: int = 0  # per video; 0 = all (at most the motion modules' 32)
-    min_gap: int = 1  # evaluate frames at least this far from the reference frame (real pose change)
+    min_gap: int = 1  # the clip: frames at least this far from frame 0 (and from the reference when "first")
+    reference: str = "least_overlap"  # or "first" (frame 0); see docs/evaluation.md
     seed: int = 0
     weights_dir: str | None = None  # backbone weights for LPIPS / FID (missing: reported null with the reason)
     grid_frames: int = 4  # frames of the first video per split in the sample grid
@@ -49,7 +50,8 @@ def run_benchmark(teacher: ChampModel, students: dict[str, nn.Module], root, ind
     grids: dict[str, list[dict]] = {}
     res = teacher.config.resolution
     for split in cfg.splits:
-        data = EvalDataset(root, index, split, max_frames=cfg.max_frames, resolution=res, min_gap=cfg.min_gap)
+        data = EvalDataset(root, index, split, max_frames=cfg.max_frames, resolution=res, min_gap=cfg.min_gap,
+                           reference=cfg.reference)
         n = len(data) if cfg.max_videos <= 0 else min(cfg.max_videos, len(data))
         evaluators: dict[tuple[str, int], SplitEvaluator] = {}
 
@@ -64,7 +66,8 @@ def run_benchmark(teacher: ChampModel, students: dict[str, nn.Module], root, ind
             gt, masks = to_uint8(clip), item["mask"][0].numpy() > 0.5
             frames = clip.shape[1]
             cond = teacher.condition(ref[None], guidance)  # once per clip, reused by every model and step
-            shape = (1, 4, frames, res // 8, res // 8)
+            lat = teacher.config.latent_size
+            shape = (1, 4, frames, lat, lat)
             noise = torch.randn(shape, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + v))
             outputs: dict[str, np.ndarray] = {}
             score("reference", 0, np.repeat(to_uint8(ref[:, None]), frames, axis=0), gt, masks)

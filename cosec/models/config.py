@@ -63,12 +63,25 @@ class ModelConfig:
                 f"config {self.name!r}: clip projection_dim {self.clip['projection_dim']} must equal "
                 f"unet cross_attention_dim {self.unet['cross_attention_dim']}"
             )
-        if self.resolution % 8:
-            raise ValueError(f"config {self.name!r}: resolution {self.resolution} is not a multiple of 8")
+        factor = self.vae_factor
+        guidance_factor = 2 ** (len(self.guidance_block_out_channels) - 1)
+        if guidance_factor != factor:
+            raise ValueError(
+                f"config {self.name!r}: the guidance encoders downsample {guidance_factor}x "
+                f"({len(self.guidance_block_out_channels)} channel entries) but the VAE {factor}x "
+                f"({len(self.vae['block_out_channels'])} blocks); give both the same number of entries"
+            )
+        if self.resolution % factor:
+            raise ValueError(f"config {self.name!r}: resolution {self.resolution} is not a multiple of {factor}")
+
+    @property
+    def vae_factor(self) -> int:
+        """Pixels per latent cell: 8 for SD's VAE (4 blocks), 4 for a 3-block VAE."""
+        return 2 ** (len(self.vae["block_out_channels"]) - 1)
 
     @property
     def latent_size(self) -> int:
-        return self.resolution // 8
+        return self.resolution // self.vae_factor
 
     @property
     def scaling_factor(self) -> float:

@@ -85,6 +85,9 @@ def video_params(spec: VideoSpec, cfg: SynthConfig) -> BodyParams:
     )
     base = np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.0), dist])
     transl = base[None] + rot.apply(motion.offset)
+    if cfg.travel > 0:  # a sideways drift across the frame (its own RNG: travel 0 leaves the videos as they were)
+        drift = np.random.default_rng([spec.seed, 1]).uniform(-cfg.travel, cfg.travel)
+        transl[:, 0] += drift * np.linspace(-1.0, 1.0, n)
     return BodyParams(
         model="anny", shape=np.asarray(spec.subject.phenotype, np.float32),
         global_orient=rot.as_rotvec().astype(np.float32), body_pose=motion.body_pose,

@@ -28,22 +28,30 @@ class ModelSize:
     base: str = "tiny"  # tiny | sd15
     resolution: int | None = None  # pixels; None keeps the preset's
     unet_channels: list[int] | None = None  # UNet block_out_channels; None keeps the preset's
-    vae_channels: list[int] | None = None  # VAE block_out_channels (4 blocks = 8x down); None keeps the preset's
+    vae_channels: list[int] | None = None  # VAE block_out_channels: 4 blocks = 8x down (SD), 3 blocks = 4x
     vae_layers_per_block: int | None = None
+    guidance_channels: list[int] | None = None  # None: the preset's, cut to the VAE's number of blocks
 
     def build_config(self) -> ModelConfig:
         cfg = model_config(self.base)
         data = cfg.to_dict()
-        if self.resolution is not None:
-            data["resolution"] = self.resolution
-            data["vae"]["sample_size"] = self.resolution
-            data["unet"]["sample_size"] = self.resolution // 8
         if self.unet_channels is not None:
             data["unet"]["block_out_channels"] = list(self.unet_channels)
         if self.vae_channels is not None:
+            n = len(self.vae_channels)
             data["vae"]["block_out_channels"] = list(self.vae_channels)
+            data["vae"]["down_block_types"] = [data["vae"]["down_block_types"][0]] * n
+            data["vae"]["up_block_types"] = [data["vae"]["up_block_types"][0]] * n
+            if self.guidance_channels is None:
+                data["guidance_block_out_channels"] = list(data["guidance_block_out_channels"])[:n]
+        if self.guidance_channels is not None:
+            data["guidance_block_out_channels"] = list(self.guidance_channels)
         if self.vae_layers_per_block is not None:
             data["vae"]["layers_per_block"] = self.vae_layers_per_block
+        if self.resolution is not None:
+            data["resolution"] = self.resolution
+            data["vae"]["sample_size"] = self.resolution
+        data["unet"]["sample_size"] = data["resolution"] // 2 ** (len(data["vae"]["block_out_channels"]) - 1)
         return ModelConfig.from_dict(data)
 
 
@@ -58,6 +66,9 @@ class PartConfig:
 class VAEPart(PartConfig):
     kl_weight: float = 1e-6
     grad_weight: float = 1.0
+    l1_weight: float = 1.0
+    mse_weight: float = 0.0
+    sample_posterior: bool = True
 
 
 @dataclass
@@ -167,7 +178,9 @@ def train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root
     res = model_cfg.resolution
     frames = TeacherDataset(data_root, index, split="train", seed=cfg.seed, resolution=res)
 
-    _fit(VAETrainer(model.vae, cfg.vae.kl_weight, cfg.vae.grad_weight, seed=cfg.seed), cfg.vae,
+    vae = VAETrainer(model.vae, cfg.vae.kl_weight, cfg.vae.grad_weight, seed=cfg.seed, l1_weight=cfg.vae.l1_weight,
+                     mse_weight=cfg.vae.mse_weight, sample_posterior=cfg.vae.sample_posterior)
+    _fit(vae, cfg.vae,
          batch_stream(frames, cfg.vae.batch_size, data_seed), run, work, "vae", cfg.seed, tracker)
     model.vae.requires_grad_(False)
     calib = batch_stream(frames, 16, cfg.seed + 1)(0)  # same on every rank: one scaling factor

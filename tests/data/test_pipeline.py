@@ -141,3 +141,20 @@ def test_stage_scripts_parse_their_section(tmp_path, stage):
     (tmp_path / "bad.yaml").write_text(f"{stage}:\n  nonsense: 1\n")
     with pytest.raises(ValueError, match="nonsense"):
         load_section(tmp_path / "bad.yaml", stage, STAGES[stage][1])
+
+
+def test_travel_drifts_the_body_sideways_and_zero_travel_changes_nothing(tiny_data):
+    from dataclasses import replace
+
+    from cosec.synth.benchmark import plan, video_params
+
+    cfg = tiny_data["synth"]
+    spec = plan(cfg)[0]
+    still = video_params(spec, cfg)
+    again = video_params(spec, replace(cfg, travel=0.0))
+    moved = video_params(spec, replace(cfg, travel=0.5))
+    np.testing.assert_array_equal(still.transl, again.transl)
+    shift = moved.transl - still.transl
+    assert np.allclose(shift[:, 1:], 0)  # sideways only (camera x)
+    assert 0 < abs(shift[-1, 0] - shift[0, 0]) <= 1.0 + 1e-6  # up to +-0.5 m at the two ends
+    assert np.allclose(np.diff(shift[:, 0], 2), 0, atol=1e-6)  # linear in time

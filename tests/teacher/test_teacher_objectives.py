@@ -86,3 +86,20 @@ def test_vae_trainer_reduces_reconstruction_and_calibration_gives_unit_std():
     with torch.no_grad():
         z = model.vae.encode(x).latent_dist.mean * scale
     assert abs(z.std().item() - 1.0) < 0.05
+
+
+def test_vae_trainer_weights_its_terms_and_can_decode_the_posterior_mean():
+    torch.manual_seed(0)
+    model = ChampModel.build("tiny")
+    x = {"pixel_values": torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8) * 2 - 1, size=64, mode="bilinear")}
+    mean_only = VAETrainer(model.vae, kl_weight=0.0, grad_weight=0.5, l1_weight=0.5, mse_weight=4.0,
+                           sample_posterior=False)
+    with torch.no_grad():
+        loss, parts = mean_only(x)
+        again, _ = mean_only(x)
+    assert torch.equal(loss, again)  # no posterior sample: deterministic
+    expected = 0.5 * parts["loss_l1"] + 4.0 * parts["loss_mse"] + 0.5 * parts["loss_grad"]
+    assert abs(float(loss) - expected) < 1e-5
+    sampled = VAETrainer(model.vae, kl_weight=0.0, seed=1)
+    with torch.no_grad():
+        assert not torch.equal(sampled(x)[0], sampled(x)[0])
