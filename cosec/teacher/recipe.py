@@ -69,6 +69,7 @@ class VAEPart(PartConfig):
     l1_weight: float = 1.0
     mse_weight: float = 0.0
     sample_posterior: bool = True
+    augment: bool = False  # colour-channel permutation + flips (see cosec/teacher/vae.py)
 
 
 @dataclass
@@ -179,7 +180,8 @@ def train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root
     frames = TeacherDataset(data_root, index, split="train", seed=cfg.seed, resolution=res)
 
     vae = VAETrainer(model.vae, cfg.vae.kl_weight, cfg.vae.grad_weight, seed=cfg.seed, l1_weight=cfg.vae.l1_weight,
-                     mse_weight=cfg.vae.mse_weight, sample_posterior=cfg.vae.sample_posterior)
+                     mse_weight=cfg.vae.mse_weight, sample_posterior=cfg.vae.sample_posterior,
+                     augment=cfg.vae.augment)
     _fit(vae, cfg.vae,
          batch_stream(frames, cfg.vae.batch_size, data_seed), run, work, "vae", cfg.seed, tracker)
     model.vae.requires_grad_(False)

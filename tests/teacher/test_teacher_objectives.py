@@ -103,3 +103,16 @@ def test_vae_trainer_weights_its_terms_and_can_decode_the_posterior_mean():
     sampled = VAETrainer(model.vae, kl_weight=0.0, seed=1)
     with torch.no_grad():
         assert not torch.equal(sampled(x)[0], sampled(x)[0])
+
+
+def test_vae_augmentation_permutes_colour_channels_and_flips_only():
+    trainer = VAETrainer(ChampModel.build("tiny").vae, augment=True, seed=3)
+    x = torch.rand(16, 3, 8, 8)
+    y = trainer._augment(x)
+    changed = 0
+    for a, b in zip(x, y, strict=True):
+        candidates = [a[list(p)] for p in __import__("itertools").permutations(range(3))]
+        matches = [torch.equal(b, c) or torch.equal(b, c.flip(-1)) for c in candidates]
+        assert any(matches)  # every output is a channel permutation of its input, maybe mirrored
+        changed += not torch.equal(a, b)
+    assert changed > 8  # and most images do change
