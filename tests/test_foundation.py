@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -52,3 +53,29 @@ def test_cli_help_lists_command_groups():
 def test_dvc_project_initialised_without_analytics():
     config = (REPO / ".dvc" / "config").read_text()
     assert "analytics = false" in config
+
+
+def test_reproduce_graph_is_the_main_graph_under_reproduce():
+    """reproduce/dvc.yaml repeats dvc.yaml with its data under reproduce/: the two must not drift."""
+    import yaml
+
+    main = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    repro = yaml.safe_load((REPO / "reproduce" / "dvc.yaml").read_text())["stages"]
+    assert list(repro) == list(main)
+    params = yaml.safe_load((REPO / "reproduce" / "params.yaml").read_text())
+    assert set(params) >= {"synth", "frames", "guidance", "index", "common", "teacher", "distill", "phase1",
+                           "phase2", "evaluate"}
+
+    def strip(value):
+        return json.loads(json.dumps(value).replace("reproduce/", ""))
+
+    for name, stage in repro.items():
+        assert stage.pop("wdir") == ".."
+        if "params" in main[name]:
+            (sections,) = stage.pop("params")
+            assert sections == {"reproduce/params.yaml": main[name]["params"]}, name
+        expected = {k: v for k, v in main[name].items() if k != "params"}
+        assert strip(stage) == expected, name
+        for out in stage.get("outs", []) + stage.get("metrics", []):
+            path = out if isinstance(out, str) else next(iter(out))
+            assert path.startswith("reproduce/"), (name, path)  # never writes over the default run's files
