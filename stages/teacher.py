@@ -3,7 +3,7 @@
 from _common import parse_args, read_index, setup, tracked, work_dir
 
 from cosec.config import load_section, to_dict
-from cosec.teacher.recipe import TeacherConfig, load_or_train_teacher
+from cosec.teacher.recipe import PARTS, TeacherConfig, load_or_train_teacher
 
 
 def main() -> None:
@@ -11,7 +11,9 @@ def main() -> None:
     common = setup(args.params)
     cfg = load_section(args.params, "teacher", TeacherConfig)
     with tracked(common, "teacher", {"teacher": to_dict(cfg)}) as run:
-        work = work_dir("teacher", {"teacher": to_dict(cfg), "common": to_dict(common)}, [common.index])
+        # the sub-stages key their own folders (cosec.teacher.recipe.part_dir): a longer stage 1 continues
+        settings = {k: v for k, v in to_dict(cfg).items() if k not in PARTS}
+        work = work_dir("teacher", {"teacher": settings, "common": to_dict(common)}, [common.index])
         model = load_or_train_teacher(cfg, common.model, common.run, common.data_root, read_index(common),
                                       work_dir=work, tracker=run)
         model.save_pretrained(cfg.out)

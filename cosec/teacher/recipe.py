@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -113,15 +115,31 @@ def _train_config(part: PartConfig, run: RunConfig, out_dir: Path, desc: str, se
                        seed=seed, progress=run.progress, desc=desc)
 
 
-def _fit(module, part: PartConfig, stream, run: RunConfig, work: Path, name: str, seed: int, tracker: Tracker):
-    """Train `module` (a step module with .trainable()) for part.steps, resuming from work/<name>."""
+PARTS = ("vae", "stage1", "stage2")
+
+
+def part_dir(work: str | Path, cfg: TeacherConfig, name: str) -> Path:
+    """Checkpoint folder of one sub-stage, keyed by its settings except its length and by all the
+    settings of the sub-stages before it: lengthening a part continues it from its last checkpoint
+    (the loop resumes exactly), and every part after it starts afresh."""
+    lineage = {}
+    for part in PARTS[: PARTS.index(name) + 1]:
+        lineage[part] = asdict(getattr(cfg, part))
+    lineage[name].pop("steps")
+    digest = hashlib.sha1(json.dumps(lineage, sort_keys=True).encode()).hexdigest()[:8]
+    return Path(work) / f"{name}-{digest}"
+
+
+def _fit(module, part: PartConfig, stream, run: RunConfig, folder: Path, seed: int, tracker: Tracker):
+    """Train `module` (a step module with .trainable()) for part.steps, resuming from `folder`."""
     if part.steps <= 0:
         return
+    name = folder.name.split("-")[0]
     module.train()
     params = module.trainable()
     for p in params:
         p.requires_grad_(True)
-    config = _train_config(part, run, work / name, name, seed)
+    config = _train_config(part, run, folder, name, seed)
     train(module, stream, params, config, state={"module": module}, tracker=_Prefixed(tracker, name))
     module.eval()
 
@@ -182,8 +200,8 @@ def train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root
     vae = VAETrainer(model.vae, cfg.vae.kl_weight, cfg.vae.grad_weight, seed=cfg.seed, l1_weight=cfg.vae.l1_weight,
                      mse_weight=cfg.vae.mse_weight, sample_posterior=cfg.vae.sample_posterior,
                      augment=cfg.vae.augment)
-    _fit(vae, cfg.vae,
-         batch_stream(frames, cfg.vae.batch_size, data_seed), run, work, "vae", cfg.seed, tracker)
+    _fit(vae, cfg.vae, batch_stream(frames, cfg.vae.batch_size, data_seed), run, part_dir(work, cfg, "vae"), cfg.seed,
+         tracker)
     model.vae.requires_grad_(False)
     calib = batch_stream(frames, 16, cfg.seed + 1)(0)  # same on every rank: one scaling factor
     scale = calibrate_scaling_factor(model.vae, (next(calib)["pixel_values"].to(device) for _ in range(4)))
@@ -193,16 +211,16 @@ def train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root
 
     schedule = NoiseSchedule()
     s1 = TeacherStage1(model, schedule, cfg.stage1.uncond_prob, seed=cfg.seed)
-    _fit(s1, cfg.stage1, batch_stream(frames, cfg.stage1.batch_size, data_seed + 2), run, work, "stage1", cfg.seed,
-         tracker)
+    _fit(s1, cfg.stage1, batch_stream(frames, cfg.stage1.batch_size, data_seed + 2), run,
+         part_dir(work, cfg, "stage1"), cfg.seed, tracker)
     model.requires_grad_(False)
 
     model.denoising_unet.add_motion_modules()
     clips = Phase2Dataset(data_root, index, length=10**6, num_frames=cfg.stage2.num_frames, stride=cfg.stage2.stride,
                           split="train", seed=cfg.seed, resolution=res)
     s2 = TeacherStage2(model, schedule, cfg.stage2.uncond_prob, seed=cfg.seed)
-    _fit(s2, cfg.stage2, batch_stream(_stage2_batches(clips), cfg.stage2.batch_size, data_seed + 3), run, work,
-         "stage2", cfg.seed, tracker)
+    _fit(s2, cfg.stage2, batch_stream(_stage2_batches(clips), cfg.stage2.batch_size, data_seed + 3), run,
+         part_dir(work, cfg, "stage2"), cfg.seed, tracker)
     return model.requires_grad_(False).eval()
 
 

@@ -33,8 +33,9 @@ def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    found = list_checkpoints(folder)
+def latest_checkpoint(folder: Path, max_step: int | None = None) -> Path | None:
+    """The newest checkpoint in folder (with max_step: the newest at or before that step)."""
+    found = [(s, p) for s, p in list_checkpoints(folder) if max_step is None or s <= max_step]
     return found[-1][1] if found else None
 
 

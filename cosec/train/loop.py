@@ -206,7 +206,8 @@ class Trainer:
 
     def fit(self, data: Iterable | Callable[[int], Iterator]) -> TrainResult:
         cfg = self.config
-        latest = ckpt.latest_checkpoint(cfg.checkpoint_dir) if cfg.resume else None
+        # a longer run continues from the newest checkpoint; one shorter than that restarts from an earlier one
+        latest = ckpt.latest_checkpoint(cfg.checkpoint_dir, max_step=cfg.max_steps) if cfg.resume else None
         if latest is not None:
             self.load(latest)
         else:

@@ -116,3 +116,20 @@ def test_vae_augmentation_permutes_colour_channels_and_flips_only():
         assert any(matches)  # every output is a channel permutation of its input, maybe mirrored
         changed += not torch.equal(a, b)
     assert changed > 8  # and most images do change
+
+
+def test_teacher_part_folders_continue_a_longer_part_and_restart_what_follows(tmp_path):
+    from dataclasses import replace
+
+    from cosec.teacher.recipe import TeacherConfig, part_dir
+
+    base = TeacherConfig()
+    longer = replace(base, stage1=replace(base.stage1, steps=base.stage1.steps * 2))
+    faster = replace(base, stage1=replace(base.stage1, lr=base.stage1.lr * 2))
+    dirs = {name: {cfg: part_dir(tmp_path, c, name) for cfg, c in (("base", base), ("longer", longer),
+                                                                     ("faster", faster))}
+            for name in ("vae", "stage1", "stage2")}
+    assert len(set(dirs["vae"].values())) == 1  # nothing before the VAE changed
+    assert dirs["stage1"]["longer"] == dirs["stage1"]["base"] != dirs["stage1"]["faster"]
+    assert len(set(dirs["stage2"].values())) == 3  # stage 2 follows any change of stage 1
+    assert dirs["stage1"]["base"].parent == tmp_path and dirs["stage1"]["base"].name.startswith("stage1-")

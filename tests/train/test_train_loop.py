@@ -36,6 +36,20 @@ def test_finished_run_resumes_as_noop(tmp_path):
     assert result.resumed_from == 10 and result.history == []
 
 
+def test_a_longer_run_continues_and_equals_one_trained_that_long(tmp_path):
+    train_toy.run(tmp_path / "extended", max_steps=10)
+    model_e, ema_e, result = train_toy.run(tmp_path / "extended", max_steps=20)
+    assert result.resumed_from == 10 and result.step == 20
+    model_c, ema_c, _ = train_toy.run(tmp_path / "clean", max_steps=20)
+    for (k, a), b in zip(model_e.state_dict().items(), model_c.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    # a shorter run never loads a checkpoint from beyond its end (checkpoints kept: 15 and 20)
+    _, _, short = train_toy.run(tmp_path / "extended", max_steps=17)
+    assert short.resumed_from == 15 and short.step == 17
+    _, _, shorter = train_toy.run(tmp_path / "clean", max_steps=3)
+    assert shorter.resumed_from == 0 and shorter.step == 3
+
+
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
