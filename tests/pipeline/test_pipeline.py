@@ -93,7 +93,7 @@ def test_teacher_stage_trains_on_two_ray_workers(smoke_project: Path, project_en
 
     model = ChampModel.from_pretrained(smoke_project / "models/teacher_ray")
     assert model.denoising_unet.has_motion_modules  # stage 2 ran too
-    ckpts = sorted(p.name for p in (smoke_project / "runs").glob("teacher-*/stage1/checkpoints/*rank1*"))
+    ckpts = sorted(p.name for p in (smoke_project / "runs").glob("teacher-*/stage1-*/checkpoints/*rank1*"))
     assert ckpts, "rank 1 wrote no RNG state: the run was not distributed"
 
 
