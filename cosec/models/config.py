@@ -73,6 +73,7 @@ class ModelConfig:
             )
         if self.resolution % factor:
             raise ValueError(f"config {self.name!r}: resolution {self.resolution} is not a multiple of {factor}")
+        self.unet["sample_size"] = self.latent_size  # derived: resolution / VAE factor
 
     @property
     def vae_factor(self) -> int:
@@ -100,7 +101,6 @@ def _sd15() -> ModelConfig:
         name="sd15",
         unet={
             **_SD15_BLOCKS,
-            "sample_size": 64,
             "block_out_channels": [320, 640, 1280, 1280],
             "cross_attention_dim": 768,
             "attention_head_dim": 8,  # SD1.5's historical name: this is the number of heads
@@ -138,7 +138,6 @@ def _tiny() -> ModelConfig:
         name="tiny",
         unet={
             **_SD15_BLOCKS,
-            "sample_size": 8,
             "block_out_channels": [16, 32, 64, 64],  # same channel changes as SD1.5 (x2, x2, x1)
             "cross_attention_dim": 32,
             "attention_head_dim": 2,

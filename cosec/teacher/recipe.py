@@ -53,8 +53,7 @@ class ModelSize:
         if self.resolution is not None:
             data["resolution"] = self.resolution
             data["vae"]["sample_size"] = self.resolution
-        data["unet"]["sample_size"] = data["resolution"] // 2 ** (len(data["vae"]["block_out_channels"]) - 1)
-        return ModelConfig.from_dict(data)
+        return ModelConfig.from_dict(data)  # the UNet's sample_size follows the latent size there
 
 
 @dataclass
