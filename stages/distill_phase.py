@@ -63,7 +63,7 @@ def distill(phase: int, params: str, loss_overrides: dict | None = None, out: st
             teacher = ChampModel.from_pretrained(stage.teacher)
             init_state = ChampModel.from_pretrained(init).denoising_unet.state_dict() if init else None
             lcd = run_phase(teacher=teacher, student_init=init_state, tracker=run, **kwargs)
-            state = lcd.student.state_dict()
+            state = lcd.shipped().state_dict()
         student = ChampModel.from_pretrained(stage.teacher)  # fresh fp32 copy of the frozen parts
         student.denoising_unet.load_state_dict(state)
         student.save_pretrained(out)

@@ -54,6 +54,9 @@ class DistillConfig:
     phase2: Phase2Config = field(default_factory=Phase2Config)
     lr: float = 1e-6
     ema_decay: float = 0.95  # target = EMA of the student
+    # Weights shipped: None ships the online student (LCM's practice); a decay d ships a slow EMA of it
+    # (consistency models' evaluation EMA), a separate average the loss never sees.
+    sample_ema_decay: float | None = None
     distance: Distance = "huber"  # "huber" (sqrt(d^2 + c^2) - c) or "l2"
     huber_c: float = 0.001
     num_solver_steps: int = 50  # N of T = 1000, skip k = T / N = 20
@@ -70,6 +73,8 @@ class DistillConfig:
         self.adam_betas = tuple(self.adam_betas)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"DistillConfig: ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.sample_ema_decay is not None and not 0.0 < self.sample_ema_decay < 1.0:
+            raise ValueError(f"DistillConfig: sample_ema_decay must be in (0, 1) or None, got {self.sample_ema_decay}")
         if self.distance not in get_args(Distance):
             raise ValueError(f"DistillConfig: distance must be one of {get_args(Distance)}, got {self.distance!r}")
         if self.lr <= 0:

@@ -51,7 +51,7 @@ def run_phase(phase: int, teacher: ChampModel, cfg: DistillConfig, data_root, in
               work_dir: str | Path, batch_size: int, train_config: dict, k_ras: int = 2, m_ers: int = 2,
               window: int = 8, num_frames: int = 8, student_init: dict | None = None,
               tracker: Tracker | None = None) -> ReferenceLCD:
-    """Distil phase 1 (frames) or 2 (clips) and return the ReferenceLCD (student = the model to ship)."""
+    """Distil phase 1 (frames) or 2 (clips) and return the ReferenceLCD (``lcd.shipped()`` = the model to save)."""
     teacher = teacher.to(distributed.device())
     lcd = ReferenceLCD(teacher, cfg, student_init=student_init)
     pcfg = cfg.phase(phase)
@@ -78,14 +78,14 @@ def run_phase(phase: int, teacher: ChampModel, cfg: DistillConfig, data_root, in
                              betas=cfg.adam_betas, clip_grad_norm=cfg.max_grad_norm, seed=cfg.seed,
                              desc=f"phase{phase}", **train_config)
         train(step_fn, stream, lcd.trainable_parameters(phase), config,
-              state={"student": lcd.student, "target": lcd.target}, tracker=tracker or NullTracker(),
+              state=lcd.train_state(), tracker=tracker or NullTracker(),
               callbacks=[lambda _step, _logs: lcd.update_ema()])
     return lcd
 
 
 def run_phase_on_workers(num_workers: int, use_gpu: bool, teacher_dir: str, init_dir: str | None,
                          tracker: Tracker | None, **kwargs) -> dict[str, torch.Tensor]:
-    """run_phase on Ray Train workers (gradients averaged by the loop); returns the student's state dict.
+    """run_phase on Ray Train workers (gradients averaged by the loop); returns the shipped D-UNet's state dict.
 
     ``kwargs`` are run_phase's (phase, cfg, data_root, index, work_dir, batch_size, train_config, ...).
     """
@@ -107,6 +107,6 @@ def _phase_worker(payload: dict) -> dict:
     out = Path(payload["kwargs"]["work_dir"]).resolve() / "student.pt"
     if distributed.rank() == 0:
         tmp = out.with_suffix(".tmp")
-        torch.save({k: v.cpu() for k, v in lcd.student.state_dict().items()}, tmp)
+        torch.save({k: v.cpu() for k, v in lcd.shipped().state_dict().items()}, tmp)
         tmp.replace(out)
     return {"student": str(out)}

@@ -39,6 +39,9 @@ def _is_motion(name: str) -> bool:
 class ReferenceLCD(nn.Module):
     """Holds teacher (frozen D-UNet), student (trainable copy) and target (EMA copy) around a ChampModel.
 
+    With ``config.sample_ema_decay`` set, ``average`` is a slower EMA of the student that only
+    :meth:`shipped` returns (the weights to save and sample with); the loss never uses it.
+
     ``model.denoising_unet`` is the teacher (cast to bf16 in place when ``config.low_precision``). The
     student starts from ``student_init`` when given (e.g. the phase-1 student's 2D weights loaded into
     the video D-UNet; only motion-module keys may be missing), else from the teacher.
@@ -68,6 +71,7 @@ class ReferenceLCD(nn.Module):
                 )
         self.student.requires_grad_(True).train()
         self.target = _frozen(copy.deepcopy(self.student))
+        self.average = _frozen(copy.deepcopy(self.student)) if self.config.sample_ema_decay is not None else None
         if self.config.low_precision:
             model.denoising_unet.to(torch.bfloat16)
         self.generator = torch.Generator().manual_seed(self.config.seed)
@@ -102,12 +106,27 @@ class ReferenceLCD(nn.Module):
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """target <- decay * target + (1 - decay) * student (fp32 master weights, buffers copied)."""
-        decay = self.config.ema_decay
-        for t, s in zip(self.target.parameters(), self.student.parameters(), strict=True):
-            t.lerp_(s.detach().to(t.dtype), 1.0 - decay)
-        for t, s in zip(self.target.buffers(), self.student.buffers(), strict=True):
-            t.copy_(s)
+        """target <- decay * target + (1 - decay) * student (fp32 master weights, buffers copied); the same
+        for ``average`` with ``sample_ema_decay`` when it is kept."""
+        averages = [(self.target, self.config.ema_decay)]
+        if self.average is not None:
+            averages.append((self.average, self.config.sample_ema_decay))
+        for module, decay in averages:
+            for t, s in zip(module.parameters(), self.student.parameters(), strict=True):
+                t.lerp_(s.detach().to(t.dtype), 1.0 - decay)
+            for t, s in zip(module.buffers(), self.student.buffers(), strict=True):
+                t.copy_(s)
+
+    def shipped(self) -> nn.Module:
+        """The D-UNet to save and sample with: the slow average when kept, else the online student."""
+        return self.average if self.average is not None else self.student
+
+    def train_state(self) -> dict[str, nn.Module]:
+        """What a checkpoint must hold besides the optimiser: student, target and (when kept) the average."""
+        state = {"student": self.student, "target": self.target}
+        if self.average is not None:
+            state["average"] = self.average
+        return state
 
     def _low_precision(self, device: torch.device) -> contextlib.AbstractContextManager:
         if not self.config.low_precision:

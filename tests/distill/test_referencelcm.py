@@ -135,6 +135,57 @@ def test_gradients_reach_the_student_only_and_ema_formula(tiny):
     assert all(torch.equal(before_teacher[n], p) for n, p in lcd.teacher.named_parameters())
 
 
+def test_sample_ema_is_a_separate_slow_average_that_is_shipped(tiny):
+    plain = ReferenceLCD(tiny, DistillConfig(lr=1e-3))
+    assert plain.average is None and plain.shipped() is plain.student
+    assert set(plain.train_state()) == {"student", "target"}
+
+    lcd = ReferenceLCD(tiny, DistillConfig(lr=1e-3, sample_ema_decay=0.9))
+    assert lcd.shipped() is lcd.average and set(lcd.train_state()) == {"student", "target", "average"}
+    assert not any(p.requires_grad for p in lcd.average.parameters())
+    optimizer = lcd.make_optimizer(1)
+    start = {n: p.detach().clone() for n, p in lcd.student.named_parameters()}
+    for seed in (3, 4):
+        losses = lcd.phase1_step(frame_batch(tiny), torch.Generator().manual_seed(seed))
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+        if seed == 3:
+            first = {n: p.detach().clone() for n, p in lcd.student.named_parameters()}
+        lcd.update_ema()
+    now = dict(lcd.student.named_parameters())
+    for name, p in lcd.average.named_parameters():  # two updates of decay 0.9 from the initial weights
+        expected = 0.9 * (0.9 * start[name] + 0.1 * first[name]) + 0.1 * now[name].detach()
+        torch.testing.assert_close(p, expected, rtol=1e-6, atol=1e-7)
+    for name, p in lcd.target.named_parameters():  # the target keeps its own (faster) decay
+        expected = 0.95 * (0.95 * start[name] + 0.05 * first[name]) + 0.05 * now[name].detach()
+        torch.testing.assert_close(p, expected, rtol=1e-6, atol=1e-7)
+    assert any(not torch.equal(p, now[n]) for n, p in lcd.average.named_parameters())
+    with pytest.raises(ValueError, match="sample_ema_decay"):
+        DistillConfig(sample_ema_decay=1.0)
+
+
+def test_sample_ema_survives_resume(tiny, tmp_path):
+    from cosec.train.loop import TrainConfig, train
+
+    def run(max_steps: int) -> ReferenceLCD:
+        lcd = ReferenceLCD(tiny, DistillConfig(lr=1e-3, sample_ema_decay=0.9))
+        batches = (frame_batch(tiny) for _ in range(10))
+        config = TrainConfig(max_steps=max_steps, out_dir=str(tmp_path), lr=1e-3, checkpoint_every=1,
+                             progress=False, mixed_precision="no")
+        train(lambda b: (lcd.phase1_step(b)["loss"], {}), batches, lcd.trainable_parameters(1), config,
+              state=lcd.train_state(), callbacks=[lambda _step, _logs: lcd.update_ema()])
+        return lcd
+
+    trained = run(2)
+    resumed = run(2)  # finds the step-2 checkpoint: nothing to train, the average comes from the checkpoint
+    fresh = ReferenceLCD(tiny, DistillConfig(sample_ema_decay=0.9))
+    for (name, a), b in zip(trained.average.named_parameters(), resumed.average.parameters(), strict=True):
+        assert torch.equal(a, b), name
+    pairs = zip(resumed.average.parameters(), fresh.average.parameters(), strict=True)
+    assert any(not torch.equal(a, c) for a, c in pairs)
+
+
 def test_eta_vanishes_with_identical_references_and_l2_option(tiny):
     lcd = ReferenceLCD(tiny, DistillConfig(distance="l2", phase1=Phase1Config(cons_weight=0.0)))
     batch = frame_batch(tiny)
