@@ -8,6 +8,8 @@ import torch
 
 from cosec.diffusion.schedule import NoiseSchedule
 
+RENOISE = ("independent", "shared")
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -24,14 +26,22 @@ def sample_student(
     generator: torch.Generator | None = None,
     schedule: NoiseSchedule | None = None,
     latents: torch.Tensor | None = None,
+    renoise: str = "independent",
 ) -> torch.Tensor:
     """Sample latents of ``shape`` ((B,4,h,w) frames or (B,4,F,h,w) clips) in ``num_steps`` LCM steps.
 
     ``cond`` is computed once by the caller (reference bank and guidance features reused at every step);
     no unconditional branch runs (CFG off, as the paper's inference). ``latents`` replaces the initial noise.
+    ``renoise``: between steps LCM re-noises its estimate with fresh noise; "independent" (LCMScheduler,
+    the paper) draws it per frame, "shared" (clips only) draws one noise image for all frames of a clip,
+    which removes the frame-to-frame flicker the independent draws add (docs/distillation.md).
     """
     if num_steps < 1:
         raise ValueError(f"sample_student: num_steps must be >= 1, got {num_steps}")
+    if renoise not in RENOISE:
+        raise ValueError(f"sample_student: renoise must be one of {RENOISE}, got {renoise!r}")
+    if renoise == "shared" and len(shape) != 5:
+        raise ValueError(f"sample_student: renoise='shared' needs clip latents (B,4,F,h,w), got shape {tuple(shape)}")
     scheduler = (schedule or NoiseSchedule()).lcm()
     scheduler.set_timesteps(num_steps)
     device = cond.clip_embeds.device
@@ -40,8 +50,19 @@ def sample_student(
     elif tuple(latents.shape) != tuple(shape):
         raise ValueError(f"sample_student: latents shape {tuple(latents.shape)} != requested {tuple(shape)}")
     sample = latents.to(device=device, dtype=torch.float32) * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
+    timesteps = scheduler.timesteps.tolist()
+    for i, t in enumerate(timesteps):
         timestep = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
         v = model.predict(unet, sample, timestep, cond).float()
-        sample = scheduler.step(v, t, sample, generator=generator).prev_sample
+        # "shared" discards the scheduler's own draw: give it a private generator so no global RNG is consumed
+        step_gen = torch.Generator().manual_seed(0) if renoise == "shared" else generator
+        out = scheduler.step(v, t, sample, generator=step_gen)
+        if renoise == "shared" and i + 1 < len(timesteps):
+            # the same re-noising as LCMScheduler.step, with one noise image broadcast over the frame axis
+            b, c, _, h, w = shape
+            noise = torch.randn((b, c, 1, h, w), generator=generator, dtype=torch.float32).to(device)
+            abar = scheduler.alphas_cumprod[int(timesteps[i + 1])].to(device)
+            sample = abar.sqrt() * out.denoised + (1 - abar).sqrt() * noise
+        else:
+            sample = out.prev_sample
     return sample

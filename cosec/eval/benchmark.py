@@ -31,6 +31,7 @@ class BenchmarkConfig:
     min_gap: int = 1  # the clip: frames at least this far from frame 0 (and from the reference when "first")
     reference: str = "least_overlap"  # or "first" (frame 0); see docs/evaluation.md
     seed: int = 0
+    student_renoise: str = "independent"  # LCM re-noising between steps: "independent" per frame, or "shared"
     weights_dir: str | None = None  # backbone weights for LPIPS / FID (missing: reported null with the reason)
     grid_frames: int = 4  # frames of the first video per split in the sample grid
 
@@ -84,7 +85,7 @@ def run_benchmark(teacher: ChampModel, students: dict[str, nn.Module], root, ind
                     # LCM re-noises between steps: a seeded generator gives every student the same draws
                     renoise = torch.Generator().manual_seed(cfg.seed * 100_003 + v + 50_000)
                     lat = sample_student(teacher, unet, cond, shape, num_steps=steps, latents=noise.clone(),
-                                         generator=renoise)
+                                         generator=renoise, renoise=cfg.student_renoise)
                     outputs[f"{name}@{steps}"] = to_uint8(teacher.decode_latents(lat)[0])
                     score(name, steps, outputs[f"{name}@{steps}"], gt, masks)
             if v == 0:

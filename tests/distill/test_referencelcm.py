@@ -291,6 +291,42 @@ def test_sampler_matches_manual_lcm_loop(tiny):
         torch.testing.assert_close(ours, x, rtol=0, atol=0)
 
 
+def test_shared_renoise_uses_one_noise_image_per_clip(tiny_video):
+    g = torch.Generator().manual_seed(4)
+    frames = 3
+    with torch.no_grad():
+        bank = tiny_video.reference_unet(torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 1, 32, generator=g))
+        guidance = {k: torch.rand(1, 3, frames, 64, 64, generator=g) for k in tiny_video.config.guidance_types}
+        feats = tiny_video.guidance_encoders(guidance)
+    cond = Conditioning(torch.randn(1, 1, 32, generator=g), bank, feats)
+    unet = tiny_video.denoising_unet
+    shape = (1, 4, frames, 8, 8)
+    start = torch.randn(shape, generator=g)
+    state = torch.get_rng_state()
+    ours = sample_student(tiny_video, unet, cond, shape, 2, torch.Generator().manual_seed(9), latents=start,
+                          renoise="shared")
+    assert torch.equal(torch.get_rng_state(), state)  # no global draws
+    # by hand: x0 at t=999, re-noised to t=499 with one (1,4,1,8,8) image broadcast over frames, x0 at t=499
+    scheduler = NoiseSchedule().lcm()
+    scheduler.set_timesteps(2)
+    gen = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        v = tiny_video.predict(unet, start, torch.full((1,), 999), cond)
+        x0 = scheduler.step(v, 999, start, generator=torch.Generator().manual_seed(1)).denoised
+        noise = torch.randn(1, 4, 1, 8, 8, generator=gen).expand(shape)
+        abar = scheduler.alphas_cumprod[499]
+        x = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+        v = tiny_video.predict(unet, x, torch.full((1,), 499), cond)
+        expected = scheduler.step(v, 499, x).prev_sample
+    torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+    independent = sample_student(tiny_video, unet, cond, shape, 2, torch.Generator().manual_seed(9), latents=start)
+    assert not torch.equal(ours, independent)
+    with pytest.raises(ValueError, match="clip latents"):
+        sample_student(tiny_video, unet, cond, (1, 4, 8, 8), 2, renoise="shared")
+    with pytest.raises(ValueError, match="renoise must be"):
+        sample_student(tiny_video, unet, cond, shape, 2, renoise="per-pixel")
+
+
 def test_prepare_batch_encodes_each_distinct_image_once(tiny):
     g = torch.Generator().manual_seed(6)
     img = {name: torch.rand(3, 64, 64, generator=g) * 2 - 1 for name in ["a0", "a1", "a2", "b0", "b1", "c0"]}
