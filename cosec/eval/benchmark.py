@@ -12,7 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cosec.data.datasets import EvalDataset
-from cosec.diffusion.student import sample_student
+from cosec.diffusion.student import RENOISE, sample_student
 from cosec.diffusion.teacher import sample_teacher
 from cosec.eval.evaluate import Backbones, SplitEvaluator
 from cosec.eval.report import MetricsTable
@@ -34,6 +34,10 @@ class BenchmarkConfig:
     student_renoise: str = "independent"  # LCM re-noising between steps: "independent" per frame, or "shared"
     weights_dir: str | None = None  # backbone weights for LPIPS / FID (missing: reported null with the reason)
     grid_frames: int = 4  # frames of the first video per split in the sample grid
+
+    def __post_init__(self) -> None:
+        if self.student_renoise not in RENOISE:  # fail at load time, not after the teacher rows
+            raise ValueError(f"BenchmarkConfig: student_renoise must be one of {RENOISE}, got {self.student_renoise!r}")
 
 
 def to_uint8(pixels: torch.Tensor) -> np.ndarray:
