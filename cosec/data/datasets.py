@@ -172,22 +172,30 @@ class EvalDataset(Dataset):
 
     def frames(self, i: int) -> tuple[int, list[int]]:
         """(reference row, clip rows) of video i, as index rows."""
+        clip = self._clip_rows(i)
+        return self._reference_row(i, clip), clip
+
+    def _clip_rows(self, i: int) -> list[int]:
         video, rows = self.videos[i]
         pos = min(self.ref_frame, len(rows) - 1)
         clip = [int(r) for k, r in enumerate(rows) if abs(k - pos) >= self.min_gap]
         if not clip:
             raise ValueError(f"{video}: no frame is {self.min_gap} or more frames from the reference "
                              f"(the video has {len(rows)} frames)")
-        if self.max_frames:
-            clip = clip[: self.max_frames]
-        ref = int(rows[pos])
-        if self.reference == "least_overlap":
-            ref = self._least_overlap([int(r) for r in rows if int(r) not in clip], clip)
-        return ref, clip
+        return clip[: self.max_frames] if self.max_frames else clip
 
-    def _least_overlap(self, candidates: list[int], clip: list[int]) -> int:
+    def _reference_row(self, i: int, clip: list[int], clip_masks: torch.Tensor | None = None) -> int:
+        """The reference row; least_overlap uses the clip's (F,H,W) masks, read here unless given."""
+        rows = self.videos[i][1]
+        if self.reference != "least_overlap":
+            return int(rows[min(self.ref_frame, len(rows) - 1)])
+        if clip_masks is None:
+            clip_masks = torch.cat([self.reader.mask(r) for r in clip])
+        return self._least_overlap([int(r) for r in rows if int(r) not in clip], clip_masks)
+
+    def _least_overlap(self, candidates: list[int], clip_masks: torch.Tensor) -> int:
         """The candidate whose mask has the lowest mean IoU with the clip's masks (candidates: never empty)."""
-        clip_masks = torch.cat([self.reader.mask(r) for r in clip]).bool()[None]  # (1,F,H,W)
+        clip_masks = clip_masks.bool()[None]  # (1,F,H,W)
         cand_masks = torch.cat([self.reader.mask(r) for r in candidates]).bool()[:, None]  # (C,1,H,W)
         inter = (clip_masks & cand_masks).flatten(2).sum(2).float()
         union = (clip_masks | cand_masks).flatten(2).sum(2).float().clamp(min=1)
@@ -195,8 +203,9 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         video = self.videos[i][0]
-        ref, clip = self.frames(i)
+        clip = self._clip_rows(i)
         pix, guid, mask = self.reader.clip(clip)
+        ref = self._reference_row(i, clip, mask[0])  # the clip's masks, read once
         names = [Path(self.index.at[r, "images"]).name for r in clip]
         return {"ref_pixels": self.reader.image(ref), "pixel_values": pix, "guidance": guid, "mask": mask,
                 "video": video, "frame_names": names, "ref_name": Path(self.index.at[ref, "images"]).name}  # fmt: skip

@@ -51,11 +51,11 @@ def sample_student(
         raise ValueError(f"sample_student: latents shape {tuple(latents.shape)} != requested {tuple(shape)}")
     sample = latents.to(device=device, dtype=torch.float32) * scheduler.init_noise_sigma
     timesteps = scheduler.timesteps.tolist()
+    # "shared" discards the scheduler's own draw: give it a private generator so no global RNG is consumed
+    step_gen = torch.Generator().manual_seed(0) if renoise == "shared" else generator
     for i, t in enumerate(timesteps):
         timestep = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
         v = model.predict(unet, sample, timestep, cond).float()
-        # "shared" discards the scheduler's own draw: give it a private generator so no global RNG is consumed
-        step_gen = torch.Generator().manual_seed(0) if renoise == "shared" else generator
         out = scheduler.step(v, t, sample, generator=step_gen)
         if renoise == "shared" and i + 1 < len(timesteps):
             # the same re-noising as LCMScheduler.step, with one noise image broadcast over the frame axis

@@ -129,16 +129,16 @@ def part_dir(work: str | Path, cfg: TeacherConfig, name: str) -> Path:
     return Path(work) / f"{name}-{digest}"
 
 
-def _fit(module, part: PartConfig, stream, run: RunConfig, folder: Path, seed: int, tracker: Tracker):
-    """Train `module` (a step module with .trainable()) for part.steps, resuming from `folder`."""
+def _fit(module, cfg: TeacherConfig, name: str, stream, run: RunConfig, work: Path, tracker: Tracker):
+    """Train `module` (a step module with .trainable()) for the part `name` of cfg, resuming from its part_dir."""
+    part = getattr(cfg, name)
     if part.steps <= 0:
         return
-    name = folder.name.split("-")[0]
     module.train()
     params = module.trainable()
     for p in params:
         p.requires_grad_(True)
-    config = _train_config(part, run, folder, name, seed)
+    config = _train_config(part, run, part_dir(work, cfg, name), name, cfg.seed)
     train(module, stream, params, config, state={"module": module}, tracker=_Prefixed(tracker, name))
     module.eval()
 
@@ -199,8 +199,7 @@ def train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root
     vae = VAETrainer(model.vae, cfg.vae.kl_weight, cfg.vae.grad_weight, seed=cfg.seed, l1_weight=cfg.vae.l1_weight,
                      mse_weight=cfg.vae.mse_weight, sample_posterior=cfg.vae.sample_posterior,
                      augment=cfg.vae.augment)
-    _fit(vae, cfg.vae, batch_stream(frames, cfg.vae.batch_size, data_seed), run, part_dir(work, cfg, "vae"), cfg.seed,
-         tracker)
+    _fit(vae, cfg, "vae", batch_stream(frames, cfg.vae.batch_size, data_seed), run, work, tracker)
     model.vae.requires_grad_(False)
     calib = batch_stream(frames, 16, cfg.seed + 1)(0)  # same on every rank: one scaling factor
     scale = calibrate_scaling_factor(model.vae, (next(calib)["pixel_values"].to(device) for _ in range(4)))
@@ -210,16 +209,15 @@ def train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root
 
     schedule = NoiseSchedule()
     s1 = TeacherStage1(model, schedule, cfg.stage1.uncond_prob, seed=cfg.seed)
-    _fit(s1, cfg.stage1, batch_stream(frames, cfg.stage1.batch_size, data_seed + 2), run,
-         part_dir(work, cfg, "stage1"), cfg.seed, tracker)
+    _fit(s1, cfg, "stage1", batch_stream(frames, cfg.stage1.batch_size, data_seed + 2), run, work, tracker)
     model.requires_grad_(False)
 
     model.denoising_unet.add_motion_modules()
     clips = Phase2Dataset(data_root, index, length=10**6, num_frames=cfg.stage2.num_frames, stride=cfg.stage2.stride,
                           split="train", seed=cfg.seed, resolution=res)
     s2 = TeacherStage2(model, schedule, cfg.stage2.uncond_prob, seed=cfg.seed)
-    _fit(s2, cfg.stage2, batch_stream(_stage2_batches(clips), cfg.stage2.batch_size, data_seed + 3), run,
-         part_dir(work, cfg, "stage2"), cfg.seed, tracker)
+    _fit(s2, cfg, "stage2", batch_stream(_stage2_batches(clips), cfg.stage2.batch_size, data_seed + 3), run, work,
+         tracker)
     return model.requires_grad_(False).eval()
 
 
