@@ -61,7 +61,8 @@ def main() -> None:
             read_video(path, resolution=res // 2)
             dt2 = time.perf_counter() - t0
             print(
-                f"decode {res} px (decord): {len(out) / dt:6.1f} frames/s; with resize to {res // 2}: {len(out) / dt2:6.1f}"
+                f"decode {res} px (decord): {len(out) / dt:6.1f} frames/s; "
+                f"with resize to {res // 2}: {len(out) / dt2:6.1f}"
             )
 
 

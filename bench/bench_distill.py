@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import torch
 
-from cosec.distill import DistillBatch, DistillConfig, ReferenceLCD
+from cosec.distill import DistillBatch, DistillConfig, ReferenceLCM
 from cosec.models import ChampModel
 
 
@@ -52,9 +52,16 @@ def make_batch(model: ChampModel, groups: int, frames: int | None, refs: int, nu
     c = model.config
     h = c.latent_size
     lat_shape = (groups, 4, h, h) if frames is None else (groups, 4, frames, h, h)
-    img_shape = (groups, 3, c.resolution, c.resolution) if frames is None else (groups, 3, frames, c.resolution, c.resolution)
+    img_shape = (
+        (groups, 3, c.resolution, c.resolution)
+        if frames is None
+        else (groups, 3, frames, c.resolution, c.resolution)
+    )
     videos = [g for g in range(groups) for _ in range(num_ras)] + [groups + i for i in range(refs - num_ras)]
-    index = [[g * num_ras + i for i in range(num_ras)] + [groups * num_ras + i for i in range(refs - num_ras)] for g in range(groups)]
+    index = [
+        [g * num_ras + i for i in range(num_ras)] + [groups * num_ras + i for i in range(refs - num_ras)]
+        for g in range(groups)
+    ]
     device = model.device
     return DistillBatch(
         latents=torch.randn(lat_shape, device=device),
@@ -67,8 +74,10 @@ def make_batch(model: ChampModel, groups: int, frames: int | None, refs: int, nu
     )
 
 
-def bench_phase(model: ChampModel, phase: int, batch: DistillBatch, repeats: int, low_precision: bool) -> None:
-    lcd = ReferenceLCD(model, DistillConfig(lr=1e-6, low_precision=low_precision))
+def bench_phase(
+    model: ChampModel, phase: int, batch: DistillBatch, repeats: int, low_precision: bool
+) -> None:
+    lcd = ReferenceLCM(model, DistillConfig(lr=1e-6, low_precision=low_precision))
     optimizer = lcd.make_optimizer(phase)
     timer = PartTimer(model.device)
     timer.watch(model.reference_unet, "reference pass")
@@ -102,8 +111,10 @@ def bench_phase(model: ChampModel, phase: int, batch: DistillBatch, repeats: int
         rows["whole step"].append(end - start)
     shape = tuple(batch.latents.shape)
     refs = tuple(batch.ref_index.shape)
-    print(f"phase {phase}: latents {shape}, refs per group {refs[1]} (RAS {batch.num_ras}), "
-          f"low_precision={low_precision}, median of {repeats} steps")
+    print(
+        f"phase {phase}: latents {shape}, refs per group {refs[1]} (RAS {batch.num_ras}), "
+        f"low_precision={low_precision}, median of {repeats} steps"
+    )
     for name in ["reference pass", "guidance encoders", "teacher cond", "teacher uncond", "target",
                  "student forward", "student backward", "optimizer + EMA", "whole step"]:  # fmt: skip
         if rows.get(name):

@@ -26,10 +26,12 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     shape = (args.frames, args.size, args.size, 3)
-    gt = np.clip(ndimage.gaussian_filter(rng.normal(128, 60, shape), sigma=(0, 2, 2, 0)), 0, 255).astype(np.uint8)
+    gt = np.clip(ndimage.gaussian_filter(rng.normal(128, 60, shape), sigma=(0, 2, 2, 0)), 0, 255).astype(
+        np.uint8
+    )
     pred = np.clip(gt + rng.normal(0, 8, shape), 0, 255).astype(np.uint8)
     masks = np.zeros(shape[:3], bool)
-    masks[:, args.size // 8: -args.size // 8, args.size // 4: -args.size // 4] = True
+    masks[:, args.size // 8 : -args.size // 8, args.size // 4 : -args.size // 4] = True
 
     for name, fn in (("ssim", M.ssim), ("psnr", M.psnr), ("l1", M.l1)):
         start = time.perf_counter()
@@ -38,8 +40,10 @@ def main() -> None:
         print(f"{name:>12}: {args.frames / (time.perf_counter() - start):8.1f} frames/s")
     start = time.perf_counter()
     M.video_metrics(pred, gt, masks)
-    print(f"{'all frame':>12}: {args.frames / (time.perf_counter() - start):8.1f} frames/s "
-          "(ssim, psnr, l1, person crops, hf_ratio, jitter)")
+    print(
+        f"{'all frame':>12}: {args.frames / (time.perf_counter() - start):8.1f} frames/s "
+        "(ssim, psnr, l1, person crops, hf_ratio, jitter)"
+    )
     if args.weights is not None:
         backbones = Backbones(BackboneWeights(args.weights))
         for metric, reason in backbones.reasons.items():
@@ -48,8 +52,10 @@ def main() -> None:
             evaluator = SplitEvaluator(backbones)
             start = time.perf_counter()
             evaluator.add_video(pred, gt, masks)
-            print(f"{'with nets':>12}: {args.frames / (time.perf_counter() - start):8.1f} frames/s "
-                  "(frame metrics + LPIPS and/or Inception features)")
+            print(
+                f"{'with nets':>12}: {args.frames / (time.perf_counter() - start):8.1f} frames/s "
+                "(frame metrics + LPIPS and/or Inception features)"
+            )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ def stage_order(project_dir: str | Path, targets: list[str] | None) -> list[str]
         else:
             unknown = [t for t in targets if not any(n == t or n.startswith(t + "@") for n in by_name)]
             if unknown:
-                raise ValueError(f"dvc.yaml in {project_dir} has no stage named {unknown}; it has {sorted(by_name)}")
+                raise ValueError(
+                    f"dvc.yaml in {project_dir} has no stage named {unknown}; it has {sorted(by_name)}"
+                )
             roots = {s for n, s in by_name.items() for t in targets if n == t or n.startswith(t + "@")}
             wanted = set(roots)
             for root in roots:
@@ -54,8 +56,9 @@ def run_stage(stage: str, project_dir: str, force: bool = False) -> str:
     logger.info("running %s in %s", " ".join(cmd[1:]), project_dir)
     # progress bars redraw with carriage returns: log them every 30 s, as lines
     env = {**os.environ, "TQDM_MININTERVAL": "30"}
-    with subprocess.Popen(cmd, cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as proc:
+    with subprocess.Popen(
+        cmd, cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
         for line in proc.stdout:
             line = line.rstrip().rsplit("\r", 1)[-1]
             if line:

@@ -46,7 +46,9 @@ def setup(params: str) -> Common:
 def tracker(common: Common, stage: str, params: dict, tags: dict | None = None) -> MLflowTracker:
     # absolute, so Ray workers (which run in their own folder) log into the same store
     uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(MLFLOW_DB).resolve()}"
-    t = MLflowTracker(common.experiment, stage=stage, tracking_uri=uri, tags={"dvc.stage": stage, **(tags or {})})
+    t = MLflowTracker(
+        common.experiment, stage=stage, tracking_uri=uri, tags={"dvc.stage": stage, **(tags or {})}
+    )
     t.log_params({**params, "common": to_dict(common)})
     return t
 

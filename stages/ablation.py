@@ -16,13 +16,16 @@ from distill_phase import distill
 from evaluate import EvaluateStage
 
 from cosec.config import load_section, to_dict
-from cosec.eval.benchmark import BenchmarkConfig, run_benchmark
 from cosec.eval.report import write_json_atomic
+from cosec.eval.runner import EvalProtocol, run_evaluation
 from cosec.models import ChampModel
 
 # (phase-1 loss overrides, phase-2 loss overrides) of each rung; None = take the params value as is
 LADDER = {
-    "referencelcm": ({"eta_weight": 0.0, "cons_weight": 0.0}, {"eta_weight": 0.0, "cons_weight": 0.0, "tmp_weight": 0.0}),
+    "referencelcm": (
+        {"eta_weight": 0.0, "cons_weight": 0.0},
+        {"eta_weight": 0.0, "cons_weight": 0.0, "tmp_weight": 0.0},
+    ),
     "eta": ({"cons_weight": 0.0}, {"eta_weight": 0.0, "cons_weight": 0.0, "tmp_weight": 0.0}),
     "eta_cons": ({}, {"eta_weight": 0.0, "cons_weight": 0.0, "tmp_weight": 0.0}),
     "eta_cons_tmp": None,
@@ -34,12 +37,15 @@ class AblationStage:
     out: str = "reports/ablation"
     models: str = "models/ablation"
     full_student: str = "models/student"  # the eta_cons_tmp rung is the main pipeline's student
-    benchmark: BenchmarkConfig = field(default_factory=lambda: BenchmarkConfig(teacher_steps=[], teacher_nocfg_steps=[],
-                                                                              student_steps=[2]))
+    protocol: EvalProtocol = field(
+        default_factory=lambda: EvalProtocol(teacher_steps=[], teacher_nocfg_steps=[], student_steps=[2])
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("variant", choices=sorted(LADDER))
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
@@ -56,14 +62,30 @@ def main() -> None:
     with tracked(common, "ablation", {"ablation": to_dict(cfg)}, {"cosec.variant": args.variant}) as run:
         teacher = ChampModel.from_pretrained(teacher_dir)
         students = {args.variant: ChampModel.from_pretrained(student_dir).denoising_unet}
-        table, _ = run_benchmark(teacher, students, common.data_root, read_index(common), cfg.benchmark,
-                                 progress=common.run.progress)
-        entries = {split: {f"{m}@{s}": v for m, s, v in table.rows(split) if m == args.variant}
-                   for split in table.values}
+        table, _ = run_evaluation(
+            teacher,
+            students,
+            common.data_root,
+            read_index(common),
+            cfg.protocol,
+            progress=common.run.progress,
+        )
+        entries = {
+            split: {f"{m}@{s}": v for m, s, v in table.rows(split) if m == args.variant}
+            for split in table.values
+        }
         write_json_atomic(entries, Path(cfg.out) / f"{args.variant}.json")
         for split, rows in entries.items():
-            run.log_table({"entry": list(rows), **{k: [v[k] for v in rows.values()] for k in ("ssim", "psnr",
-                           "ssim_person", "psnr_person", "hf_ratio")}}, f"ablation_{split}")
+            run.log_table(
+                {
+                    "entry": list(rows),
+                    **{
+                        k: [v[k] for v in rows.values()]
+                        for k in ("ssim", "psnr", "ssim_person", "psnr_person", "hf_ratio")
+                    },
+                },
+                f"ablation_{split}",
+            )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,10 @@ def main() -> None:
             for key, values in entries.items():
                 model, steps = key.rsplit("@", 1)
                 table.add(split, model, int(steps), values)
-    text = "# Ablation ladder (paper Table 4 shape)\n\nEach row adds to the previous one.\n\n" + ablation_markdown(table)
+    text = (
+        "# Ablation ladder (paper Table 4 shape)\n\nEach row adds to the previous one.\n\n"
+        + ablation_markdown(table)
+    )
     write_text_atomic(text, Path(args.out))
     print(f"written {args.out}")
 

@@ -1,7 +1,7 @@
-"""DVC stages 'phase1' and 'phase2': ReferenceLCD + CoSeC distillation of the teacher.
+"""DVC stages 'phase1' and 'phase2': ReferenceLCM + CoSeC distillation of the teacher.
 
-    python stages/distill_phase.py 1 --params params.yaml   # frames, ETA + CoNS -> models/phase1
-    python stages/distill_phase.py 2 --params params.yaml   # clips, temporal ETA -> models/student
+python stages/distill_phase.py 1 --params params.yaml   # frames, ETA + CoNS -> models/phase1
+python stages/distill_phase.py 2 --params params.yaml   # clips, temporal ETA -> models/student
 """
 
 import argparse
@@ -34,8 +34,14 @@ class PhaseStage:
     out: str = "models/phase1"
 
 
-def distill(phase: int, params: str, loss_overrides: dict | None = None, out: str | None = None,
-            init: str | None = None, variant: str = "student") -> str:
+def distill(
+    phase: int,
+    params: str,
+    loss_overrides: dict | None = None,
+    out: str | None = None,
+    init: str | None = None,
+    variant: str = "student",
+) -> str:
     """Run one distillation phase from the params file (with optional loss overrides); returns the out folder."""
     name = f"phase{phase}"
     common = setup(params)
@@ -46,17 +52,35 @@ def distill(phase: int, params: str, loss_overrides: dict | None = None, out: st
     cfg = dataclasses.replace(shared, **{name: loss})
     out = out or stage.out
     init = init if init is not None else stage.init
-    with tracked(common, name, {"distill": to_dict(cfg), name: to_dict(stage)}, {"cosec.variant": variant}) as run:
+    with tracked(
+        common, name, {"distill": to_dict(cfg), name: to_dict(stage)}, {"cosec.variant": variant}
+    ) as run:
         inputs = [p for p in (stage.teacher, init, common.index) if p]
-        work = work_dir(f"{variant}/{name}", {"distill": to_dict(cfg), "stage": to_dict(stage),
-                                              "common": to_dict(common)}, inputs)
+        work = work_dir(
+            f"{variant}/{name}",
+            {"distill": to_dict(cfg), "stage": to_dict(stage), "common": to_dict(common)},
+            inputs,
+        )
         r = common.run
-        kwargs = {"phase": phase, "cfg": cfg, "data_root": common.data_root, "index": read_index(common),
-                  "work_dir": work, "batch_size": stage.data.batch_size, "k_ras": stage.data.k_ras,
-                  "m_ers": stage.data.m_ers, "window": stage.data.window, "num_frames": stage.data.num_frames,
-                  "train_config": {"checkpoint_every": r.checkpoint_every, "keep_last": r.keep_last,
-                                   "log_every": r.log_every, "mixed_precision": r.mixed_precision,
-                                   "progress": r.progress}}
+        kwargs = {
+            "phase": phase,
+            "cfg": cfg,
+            "data_root": common.data_root,
+            "index": read_index(common),
+            "work_dir": work,
+            "batch_size": stage.data.batch_size,
+            "k_ras": stage.data.k_ras,
+            "m_ers": stage.data.m_ers,
+            "window": stage.data.window,
+            "num_frames": stage.data.num_frames,
+            "train_config": {
+                "checkpoint_every": r.checkpoint_every,
+                "keep_last": r.keep_last,
+                "log_every": r.log_every,
+                "mixed_precision": r.mixed_precision,
+                "progress": r.progress,
+            },
+        }
         if r.num_workers > 1 or r.use_gpu:
             state = run_phase_on_workers(r.num_workers, r.use_gpu, stage.teacher, init, run, **kwargs)
         else:

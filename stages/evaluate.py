@@ -10,8 +10,8 @@ from _common import read_index, setup, tracked
 from PIL import Image
 
 from cosec.config import load_section, to_dict
-from cosec.eval.benchmark import BenchmarkConfig, run_benchmark
 from cosec.eval.report import save_sample_grid, write_metrics_json
+from cosec.eval.runner import EvalProtocol, run_evaluation
 from cosec.models import ChampModel
 
 
@@ -20,7 +20,7 @@ class EvaluateStage:
     teacher: str = "models/teacher"
     students: dict[str, str] = field(default_factory=lambda: {"student": "models/student"})
     out: str = "reports"
-    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    protocol: EvalProtocol = field(default_factory=EvalProtocol)
 
 
 def main() -> None:
@@ -31,18 +31,33 @@ def main() -> None:
     cfg = load_section(args.params, "evaluate", EvaluateStage)
     with tracked(common, "evaluate", {"evaluate": to_dict(cfg)}) as run:
         teacher = ChampModel.from_pretrained(cfg.teacher)
-        students = {name: ChampModel.from_pretrained(path).denoising_unet for name, path in cfg.students.items()}
-        table, grids = run_benchmark(teacher, students, common.data_root, read_index(common), cfg.benchmark,
-                                     progress=common.run.progress)
+        students = {
+            name: ChampModel.from_pretrained(path).denoising_unet for name, path in cfg.students.items()
+        }
+        table, grids = run_evaluation(
+            teacher,
+            students,
+            common.data_root,
+            read_index(common),
+            cfg.protocol,
+            progress=common.run.progress,
+        )
         out = Path(cfg.out)
         write_metrics_json(table, out / "metrics.json")
         for split, rows in grids.items():
             path = save_sample_grid(rows, out / "samples" / f"{split}.png", columns=tuple(rows[0]))
             run.log_image(np.asarray(Image.open(path)), f"samples_{split}")
         for split in table.values:
-            run.log_table({"entry": [f"{m}@{s}" for m, s, _ in table.rows(split)],
-                           **{k: [v.get(k) for _, _, v in table.rows(split)] for k in ("ssim", "psnr", "l1",
-                              "ssim_person", "psnr_person", "hf_ratio", "jitter")}}, f"metrics_{split}")
+            run.log_table(
+                {
+                    "entry": [f"{m}@{s}" for m, s, _ in table.rows(split)],
+                    **{
+                        k: [v.get(k) for _, _, v in table.rows(split)]
+                        for k in ("ssim", "psnr", "l1", "ssim_person", "psnr_person", "hf_ratio", "jitter")
+                    },
+                },
+                f"metrics_{split}",
+            )
     print(f"metrics written to {cfg.out}/metrics.json")
 
 

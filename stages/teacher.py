@@ -14,8 +14,9 @@ def main() -> None:
         # the sub-stages key their own folders (cosec.teacher.recipe.part_dir): a longer stage 1 continues
         settings = {k: v for k, v in to_dict(cfg).items() if k not in PARTS}
         work = work_dir("teacher", {"teacher": settings, "common": to_dict(common)}, [common.index])
-        model = load_or_train_teacher(cfg, common.model, common.run, common.data_root, read_index(common),
-                                      work_dir=work, tracker=run)
+        model = load_or_train_teacher(
+            cfg, common.model, common.run, common.data_root, read_index(common), work_dir=work, tracker=run
+        )
         model.save_pretrained(cfg.out)
     print(f"teacher written to {cfg.out}")
 

@@ -63,7 +63,9 @@ def loopback_namespace() -> list[str]:
     import subprocess
 
     if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("Ray runs only in a loopback-only namespace: needs util-linux 'unshare' and iproute2 'ip'")
+        pytest.skip(
+            "Ray runs only in a loopback-only namespace: needs util-linux 'unshare' and iproute2 'ip'"
+        )
     probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"cannot create a private network namespace: {probe.stderr.strip()[:200]}")

@@ -63,8 +63,18 @@ def test_reproduce_graph_is_the_main_graph_under_reproduce():
     repro = yaml.safe_load((REPO / "reproduce" / "dvc.yaml").read_text())["stages"]
     assert list(repro) == list(main)
     params = yaml.safe_load((REPO / "reproduce" / "params.yaml").read_text())
-    assert set(params) >= {"synth", "frames", "guidance", "index", "common", "teacher", "distill", "phase1",
-                           "phase2", "evaluate"}
+    assert set(params) >= {
+        "synth",
+        "frames",
+        "guidance",
+        "index",
+        "common",
+        "teacher",
+        "distill",
+        "phase1",
+        "phase2",
+        "evaluate",
+    }
 
     def strip(value):
         return json.loads(json.dumps(value).replace("reproduce/", ""))

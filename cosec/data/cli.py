@@ -31,9 +31,9 @@ def run_stage(name: str, params: str) -> int:
     # Data stages work on small tensors: intra-op threads only add contention (30x slower on 2 cores).
     torch.set_num_threads(1)
     if name == "synth":
-        from cosec.synth.benchmark import write_benchmark
+        from cosec.synth.dataset import write_synthetic_data
 
-        write_benchmark(cfg)
+        write_synthetic_data(cfg)
     elif name == "ingest":
         from cosec.data.ingest import run_ingest
 

@@ -6,8 +6,16 @@ from dataclasses import dataclass, field
 
 from cosec.config import from_dict, load_section
 
-__all__ = ["DataParams", "FramesConfig", "GuidanceConfig", "IndexConfig", "IngestConfig", "SynthConfig",
-           "from_dict", "load_section"]
+__all__ = [
+    "DataParams",
+    "FramesConfig",
+    "GuidanceConfig",
+    "IndexConfig",
+    "IngestConfig",
+    "SynthConfig",
+    "from_dict",
+    "load_section",
+]
 
 
 @dataclass

@@ -180,8 +180,10 @@ class EvalDataset(Dataset):
         pos = min(self.ref_frame, len(rows) - 1)
         clip = [int(r) for k, r in enumerate(rows) if abs(k - pos) >= self.min_gap]
         if not clip:
-            raise ValueError(f"{video}: no frame is {self.min_gap} or more frames from the reference "
-                             f"(the video has {len(rows)} frames)")
+            raise ValueError(
+                f"{video}: no frame is {self.min_gap} or more frames from the reference "
+                f"(the video has {len(rows)} frames)"
+            )
         return clip[: self.max_frames] if self.max_frames else clip
 
     def _reference_row(self, i: int, clip: list[int], clip_masks: torch.Tensor | None = None) -> int:

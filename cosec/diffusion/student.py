@@ -41,11 +41,15 @@ def sample_student(
     if renoise not in RENOISE:
         raise ValueError(f"sample_student: renoise must be one of {RENOISE}, got {renoise!r}")
     if renoise == "shared" and len(shape) != 5:
-        raise ValueError(f"sample_student: renoise='shared' needs clip latents (B,4,F,h,w), got shape {tuple(shape)}")
+        raise ValueError(
+            f"sample_student: renoise='shared' needs clip latents (B,4,F,h,w), got shape {tuple(shape)}"
+        )
     scheduler = (schedule or NoiseSchedule()).lcm()
     scheduler.set_timesteps(num_steps)
     device = cond.clip_embeds.device
-    if latents is None:  # drawn on the CPU like sample_teacher, so one generator seed gives both the same noise
+    if (
+        latents is None
+    ):  # drawn on the CPU like sample_teacher, so one generator seed gives both the same noise
         latents = torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
     elif tuple(latents.shape) != tuple(shape):
         raise ValueError(f"sample_student: latents shape {tuple(latents.shape)} != requested {tuple(shape)}")

@@ -2,7 +2,7 @@
 
 from cosec.distill.batch import DistillBatch, prepare_batch
 from cosec.distill.config import DistillConfig, Phase1Config, Phase2Config, PhaseConfig
-from cosec.distill.referencelcm import LOSS_KEYS, NonFiniteLossError, ReferenceLCD
+from cosec.distill.referencelcm import LOSS_KEYS, NonFiniteLossError, ReferenceLCM
 from cosec.distill.regularizers import cons_distance, eta_distance, temporal_self_dependency
 
 __all__ = [
@@ -13,7 +13,7 @@ __all__ = [
     "Phase1Config",
     "Phase2Config",
     "PhaseConfig",
-    "ReferenceLCD",
+    "ReferenceLCM",
     "cons_distance",
     "eta_distance",
     "prepare_batch",

@@ -44,7 +44,9 @@ class DistillBatch:
         """Raise ValueError naming the field when shapes or the RAS/ERS layout are inconsistent."""
         lat = self.latents
         if lat.ndim not in (4, 5) or lat.shape[1] != 4:
-            raise ValueError(f"DistillBatch.latents: expected (G,4,h,w) or (G,4,F,h,w), got {tuple(lat.shape)}")
+            raise ValueError(
+                f"DistillBatch.latents: expected (G,4,h,w) or (G,4,F,h,w), got {tuple(lat.shape)}"
+            )
         if expect_clip is not None and self.is_clip != expect_clip:
             kind = "clips (G,4,F,h,w)" if expect_clip else "frames (G,4,h,w)"
             raise ValueError(f"DistillBatch.latents: this phase needs {kind}, got {tuple(lat.shape)}")
@@ -54,7 +56,8 @@ class DistillBatch:
         for name, img in self.guidance.items():
             if img.ndim != lat.ndim or img.shape[0] != g or img.shape[1] != 3:
                 raise ValueError(
-                    f"DistillBatch.guidance[{name!r}]: expected ({g},3,...) with {lat.ndim} dims, got {tuple(img.shape)}"
+                    f"DistillBatch.guidance[{name!r}]: expected ({g},3,...) with {lat.ndim} dims, "
+                    f"got {tuple(img.shape)}"
                 )
             if self.is_clip and img.shape[2] != lat.shape[2]:
                 raise ValueError(
@@ -63,7 +66,8 @@ class DistillBatch:
         u = self.ref_latents.shape[0]
         if tuple(self.ref_latents.shape[1:]) != (4, lat.shape[-2], lat.shape[-1]):
             raise ValueError(
-                f"DistillBatch.ref_latents: expected (U,4,{lat.shape[-2]},{lat.shape[-1]}), got {tuple(self.ref_latents.shape)}"
+                f"DistillBatch.ref_latents: expected (U,4,{lat.shape[-2]},{lat.shape[-1]}), "
+                f"got {tuple(self.ref_latents.shape)}"
             )
         if self.ref_clip.ndim != 3 or self.ref_clip.shape[:2] != (u, 1):
             raise ValueError(f"DistillBatch.ref_clip: expected ({u},1,D), got {tuple(self.ref_clip.shape)}")
@@ -71,7 +75,9 @@ class DistillBatch:
             raise ValueError(f"DistillBatch.ref_video: expected ({u},), got {tuple(self.ref_video.shape)}")
         idx = self.ref_index
         if idx.ndim != 2 or idx.shape[0] != g or idx.dtype != torch.long:
-            raise ValueError(f"DistillBatch.ref_index: expected long ({g},R), got {idx.dtype} {tuple(idx.shape)}")
+            raise ValueError(
+                f"DistillBatch.ref_index: expected long ({g},R), got {idx.dtype} {tuple(idx.shape)}"
+            )
         if idx.numel() and (idx.min() < 0 or idx.max() >= u):
             raise ValueError(f"DistillBatch.ref_index: values must lie in [0, {u})")
         if not 1 <= self.num_ras <= idx.shape[1]:
@@ -100,7 +106,9 @@ def _image_key(group: int, item: Any, key: Hashable | None) -> Hashable:
 
 
 @torch.no_grad()
-def prepare_batch(model: ChampModel, groups: Sequence[dict[str, Any]], device: torch.device | str | None = None) -> DistillBatch:
+def prepare_batch(
+    model: ChampModel, groups: Sequence[dict[str, Any]], device: torch.device | str | None = None
+) -> DistillBatch:
     """Turn dataset groups into a :class:`DistillBatch` with one VAE encode and one CLIP pass per distinct image.
 
     Each group is a dict:
@@ -131,7 +139,9 @@ def prepare_batch(model: ChampModel, groups: Sequence[dict[str, Any]], device: t
         if missing:
             raise ValueError(f"{where}: missing keys {sorted(missing)}")
         if group["num_ras"] != num_ras or len(group["refs"]) != num_refs:
-            raise ValueError(f"{where}: every group needs the same num_ras ({num_ras}) and reference count ({num_refs})")
+            raise ValueError(
+                f"{where}: every group needs the same num_ras ({num_ras}) and reference count ({num_refs})"
+            )
         if not len(group["refs"]) == len(group["ref_keys"]) == len(group["ref_videos"]):
             raise ValueError(f"{where}: refs, ref_keys and ref_videos differ in length")
         target = group["target"]
@@ -146,7 +156,9 @@ def prepare_batch(model: ChampModel, groups: Sequence[dict[str, Any]], device: t
             pixels.setdefault(key, frame)
         target_keys.append(row_keys)
         row = []
-        for i, (img, key, video) in enumerate(zip(group["refs"], group["ref_keys"], group["ref_videos"], strict=True)):
+        for i, (img, key, video) in enumerate(
+            zip(group["refs"], group["ref_keys"], group["ref_videos"], strict=True)
+        ):
             if img.ndim != 3 or img.shape[0] != 3:
                 raise ValueError(f"{where}: reference {i} must be (3,H,W), got {tuple(img.shape)}")
             if (i < num_ras) != (video == group["video"]):

@@ -16,7 +16,9 @@ class PhaseConfig:
     steps: int = 3000
     w: float = 2.5  # CFG scale in the LCM convention (effective 1 + w)
     eta_weight: float = 0.1  # phi1: Equivalent Target Aggregation over RAS pairs (eq. 4, first term)
-    cons_weight: float = 0.02  # phi2: Contrastive Negative Sampling over inter-source pairs (eq. 4, second term)
+    cons_weight: float = (
+        0.02  # phi2: Contrastive Negative Sampling over inter-source pairs (eq. 4, second term)
+    )
     tmp_weight: float = 0.0  # lambda: temporal ETA on self-dependency matrices (eqs. 7-8); clips only
     trainable: Trainable = "all"  # "all" student D-UNet weights, or only its "motion" modules
 
@@ -27,7 +29,9 @@ class PhaseConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"PhaseConfig: {name} must be >= 0, got {getattr(self, name)}")
         if self.trainable not in get_args(Trainable):
-            raise ValueError(f"PhaseConfig: trainable must be one of {get_args(Trainable)}, got {self.trainable!r}")
+            raise ValueError(
+                f"PhaseConfig: trainable must be one of {get_args(Trainable)}, got {self.trainable!r}"
+            )
 
 
 @dataclass
@@ -74,9 +78,13 @@ class DistillConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"DistillConfig: ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.sample_ema_decay is not None and not 0.0 < self.sample_ema_decay < 1.0:
-            raise ValueError(f"DistillConfig: sample_ema_decay must be in (0, 1) or None, got {self.sample_ema_decay}")
+            raise ValueError(
+                f"DistillConfig: sample_ema_decay must be in (0, 1) or None, got {self.sample_ema_decay}"
+            )
         if self.distance not in get_args(Distance):
-            raise ValueError(f"DistillConfig: distance must be one of {get_args(Distance)}, got {self.distance!r}")
+            raise ValueError(
+                f"DistillConfig: distance must be one of {get_args(Distance)}, got {self.distance!r}"
+            )
         if self.lr <= 0:
             raise ValueError(f"DistillConfig: lr must be > 0, got {self.lr}")
         if self.cons_margin is not None and self.cons_margin <= 0:

@@ -20,52 +20,97 @@ from cosec.train.tracking import NullTracker, Tracker, tracker_from_spec
 
 from .batch import prepare_batch
 from .config import DistillConfig
-from .referencelcm import ReferenceLCD
+from .referencelcm import ReferenceLCM
 
 
 def phase1_group(item: dict, sources: pd.Series) -> dict:
     """A Phase1Dataset item -> a prepare_batch group (RAS references first, then ERS)."""
     ras, ers = item["ras_rows"].tolist(), item["ers_rows"].tolist()
     rows = ras + ers
-    return {"video": sources.at[int(item["row"])], "target": item["pixel_values"], "guidance": item["guidance"],
-            "refs": list(item["ras_refs"]) + list(item["ers_refs"]), "ref_keys": rows,
-            "ref_videos": [sources.at[r] for r in rows], "num_ras": len(ras)}
+    return {
+        "video": sources.at[int(item["row"])],
+        "target": item["pixel_values"],
+        "guidance": item["guidance"],
+        "refs": list(item["ras_refs"]) + list(item["ers_refs"]),
+        "ref_keys": rows,
+        "ref_videos": [sources.at[r] for r in rows],
+        "num_ras": len(ras),
+    }
 
 
 def phase2_group(item: dict, sources: pd.Series) -> dict:
     """A Phase2Dataset item -> a clip group with its first pair of RAS references."""
     rows = item["ras_rows"][0].tolist()
     frames = item["rows"].tolist()
-    return {"video": sources.at[frames[0]], "target": item["pixel_values"], "guidance": item["guidance"],
-            "target_keys": frames, "refs": list(item["ras_refs"][0]), "ref_keys": rows,
-            "ref_videos": [sources.at[r] for r in rows], "num_ras": len(rows)}
+    return {
+        "video": sources.at[frames[0]],
+        "target": item["pixel_values"],
+        "guidance": item["guidance"],
+        "target_keys": frames,
+        "refs": list(item["ras_refs"][0]),
+        "ref_keys": rows,
+        "ref_videos": [sources.at[r] for r in rows],
+        "num_ras": len(rows),
+    }
 
 
 def _group_stream(model: ChampModel, dataset, to_group, batch_size: int, seed: int):
     """Resumable stream of DistillBatches: batch i depends only on (seed, i), as batch_stream's."""
-    return batch_stream(dataset, batch_size, seed,
-                        collate=lambda items: prepare_batch(model, [to_group(item) for item in items]))
+    return batch_stream(
+        dataset,
+        batch_size,
+        seed,
+        collate=lambda items: prepare_batch(model, [to_group(item) for item in items]),
+    )
 
 
-def run_phase(phase: int, teacher: ChampModel, cfg: DistillConfig, data_root, index: pd.DataFrame,
-              work_dir: str | Path, batch_size: int, train_config: dict, k_ras: int = 2, m_ers: int = 2,
-              window: int = 8, num_frames: int = 8, student_init: dict | None = None,
-              tracker: Tracker | None = None) -> ReferenceLCD:
-    """Distil phase 1 (frames) or 2 (clips) and return the ReferenceLCD (``lcd.shipped()`` = the model to save)."""
+def run_phase(
+    phase: int,
+    teacher: ChampModel,
+    cfg: DistillConfig,
+    data_root,
+    index: pd.DataFrame,
+    work_dir: str | Path,
+    batch_size: int,
+    train_config: dict,
+    k_ras: int = 2,
+    m_ers: int = 2,
+    window: int = 8,
+    num_frames: int = 8,
+    student_init: dict | None = None,
+    tracker: Tracker | None = None,
+) -> ReferenceLCM:
+    """Distil phase 1 (frames) or 2 (clips) and return the ReferenceLCM (``lcd.shipped()`` = the model to save)."""
     teacher = teacher.to(distributed.device())
-    lcd = ReferenceLCD(teacher, cfg, student_init=student_init)
+    lcd = ReferenceLCM(teacher, cfg, student_init=student_init)
     pcfg = cfg.phase(phase)
     data_seed = cfg.seed + 7919 * distributed.rank()  # each Ray worker draws its own groups
     res = teacher.config.resolution
     sources = index["source_video"]
     if phase == 1:
-        data = Phase1Dataset(data_root, index, length=10**6, k_ras=k_ras, m_ers=m_ers, window=window,
-                             split="train", seed=cfg.seed, resolution=res)
+        data = Phase1Dataset(
+            data_root,
+            index,
+            length=10**6,
+            k_ras=k_ras,
+            m_ers=m_ers,
+            window=window,
+            split="train",
+            seed=cfg.seed,
+            resolution=res,
+        )
         stream = _group_stream(teacher, data, lambda it: phase1_group(it, sources), batch_size, data_seed)
         step = lcd.phase1_step
     else:
-        data = Phase2Dataset(data_root, index, length=10**6, num_frames=num_frames, split="train", seed=cfg.seed,
-                             resolution=res)
+        data = Phase2Dataset(
+            data_root,
+            index,
+            length=10**6,
+            num_frames=num_frames,
+            split="train",
+            seed=cfg.seed,
+            resolution=res,
+        )
         stream = _group_stream(teacher, data, lambda it: phase2_group(it, sources), batch_size, data_seed)
         step = lcd.phase2_step
 
@@ -74,34 +119,60 @@ def run_phase(phase: int, teacher: ChampModel, cfg: DistillConfig, data_root, in
         return losses["loss"], {k: float(v.detach()) for k, v in losses.items() if k != "loss"}
 
     if pcfg.steps > 0:
-        config = TrainConfig(max_steps=pcfg.steps, out_dir=str(work_dir), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                             betas=cfg.adam_betas, clip_grad_norm=cfg.max_grad_norm, seed=cfg.seed,
-                             desc=f"phase{phase}", **train_config)
-        train(step_fn, stream, lcd.trainable_parameters(phase), config,
-              state=lcd.train_state(), tracker=tracker or NullTracker(),
-              callbacks=[lambda _step, _logs: lcd.update_ema()])
+        config = TrainConfig(
+            max_steps=pcfg.steps,
+            out_dir=str(work_dir),
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            betas=cfg.adam_betas,
+            clip_grad_norm=cfg.max_grad_norm,
+            seed=cfg.seed,
+            desc=f"phase{phase}",
+            **train_config,
+        )
+        train(
+            step_fn,
+            stream,
+            lcd.trainable_parameters(phase),
+            config,
+            state=lcd.train_state(),
+            tracker=tracker or NullTracker(),
+            callbacks=[lambda _step, _logs: lcd.update_ema()],
+        )
     return lcd
 
 
-def run_phase_on_workers(num_workers: int, use_gpu: bool, teacher_dir: str, init_dir: str | None,
-                         tracker: Tracker | None, **kwargs) -> dict[str, torch.Tensor]:
+def run_phase_on_workers(
+    num_workers: int, use_gpu: bool, teacher_dir: str, init_dir: str | None, tracker: Tracker | None, **kwargs
+) -> dict[str, torch.Tensor]:
     """run_phase on Ray Train workers (gradients averaged by the loop); returns the shipped D-UNet's state dict.
 
     ``kwargs`` are run_phase's (phase, cfg, data_root, index, work_dir, batch_size, train_config, ...).
     """
     # Ray workers run in their own working folder: hand them absolute paths
     absolute = {k: str(Path(kwargs[k]).resolve()) for k in ("data_root", "work_dir")}
-    payload = {"teacher": str(Path(teacher_dir).resolve()),
-               "init": str(Path(init_dir).resolve()) if init_dir else None,
-               "tracker": getattr(tracker, "spec", lambda: None)(), "kwargs": {**kwargs, **absolute}}
-    result = distributed.run(_phase_worker, payload, num_workers=num_workers, use_gpu=use_gpu,
-                             storage_path=Path(kwargs["work_dir"]).resolve() / "ray", name=f"phase{kwargs['phase']}")
+    payload = {
+        "teacher": str(Path(teacher_dir).resolve()),
+        "init": str(Path(init_dir).resolve()) if init_dir else None,
+        "tracker": getattr(tracker, "spec", lambda: None)(),
+        "kwargs": {**kwargs, **absolute},
+    }
+    result = distributed.run(
+        _phase_worker,
+        payload,
+        num_workers=num_workers,
+        use_gpu=use_gpu,
+        storage_path=Path(kwargs["work_dir"]).resolve() / "ray",
+        name=f"phase{kwargs['phase']}",
+    )
     return torch.load(result["student"], map_location="cpu", weights_only=True)
 
 
 def _phase_worker(payload: dict) -> dict:
     teacher = ChampModel.from_pretrained(payload["teacher"])
-    init = ChampModel.from_pretrained(payload["init"]).denoising_unet.state_dict() if payload["init"] else None
+    init = (
+        ChampModel.from_pretrained(payload["init"]).denoising_unet.state_dict() if payload["init"] else None
+    )
     tracker = tracker_from_spec(payload["tracker"], distributed.rank())
     lcd = run_phase(teacher=teacher, student_init=init, tracker=tracker, **payload["kwargs"])
     out = Path(payload["kwargs"]["work_dir"]).resolve() / "student.pt"

@@ -36,7 +36,7 @@ def _is_motion(name: str) -> bool:
     return ".motion_modules." in name
 
 
-class ReferenceLCD(nn.Module):
+class ReferenceLCM(nn.Module):
     """Holds teacher (frozen D-UNet), student (trainable copy) and target (EMA copy) around a ChampModel.
 
     With ``config.sample_ema_decay`` set, ``average`` is a slower EMA of the student that only
@@ -59,19 +59,23 @@ class ReferenceLCD(nn.Module):
         self.schedule = schedule or NoiseSchedule()
         self.model = _frozen(model)
         self.solver = DDIMSolver(self.schedule, self.config.num_solver_steps)
-        self.consistency = ConsistencyFunction(self.schedule, self.config.sigma_data, self.config.timestep_scaling)
+        self.consistency = ConsistencyFunction(
+            self.schedule, self.config.sigma_data, self.config.timestep_scaling
+        )
         self.student = copy.deepcopy(model.denoising_unet).float()
         if student_init is not None:
             result = self.student.load_state_dict(student_init, strict=False)
             bad_missing = [k for k in result.missing_keys if not _is_motion(k)]
             if bad_missing or result.unexpected_keys:
                 raise ValueError(
-                    "ReferenceLCD student_init: does not fit the D-UNet "
+                    "ReferenceLCM student_init: does not fit the D-UNet "
                     f"(missing non-motion keys {bad_missing[:5]}, unexpected {result.unexpected_keys[:5]})"
                 )
         self.student.requires_grad_(True).train()
         self.target = _frozen(copy.deepcopy(self.student))
-        self.average = _frozen(copy.deepcopy(self.student)) if self.config.sample_ema_decay is not None else None
+        self.average = (
+            _frozen(copy.deepcopy(self.student)) if self.config.sample_ema_decay is not None else None
+        )
         if self.config.low_precision:
             model.denoising_unet.to(torch.bfloat16)
         self.generator = torch.Generator().manual_seed(self.config.seed)
@@ -89,7 +93,7 @@ class ReferenceLCD(nn.Module):
             if p.requires_grad:
                 params.append(p)
         if not params:
-            raise ValueError(f"ReferenceLCD: phase {phase} has no trainable student parameters")
+            raise ValueError(f"ReferenceLCM: phase {phase} has no trainable student parameters")
         return params
 
     def make_optimizer(self, phase: int) -> torch.optim.Optimizer:
@@ -98,7 +102,7 @@ class ReferenceLCD(nn.Module):
             self.trainable_parameters(phase), lr=c.lr, betas=c.adam_betas, weight_decay=c.weight_decay
         )
 
-    def train(self, mode: bool = True) -> ReferenceLCD:
+    def train(self, mode: bool = True) -> ReferenceLCM:
         """Only the student follows train/eval; the teacher, target and frozen parts stay in eval mode."""
         self.training = mode
         self.student.train(mode)
@@ -133,12 +137,16 @@ class ReferenceLCD(nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
-    def phase1_step(self, batch: DistillBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def phase1_step(
+        self, batch: DistillBatch, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Eq. 5: L1 = L_CD + phi1 ETA - phi2 CoNS on frame groups. Returns the loss terms (graph attached)."""
         batch.validate(expect_clip=False)
         return self._step(batch, self.config.phase1, generator)
 
-    def phase2_step(self, batch: DistillBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def phase2_step(
+        self, batch: DistillBatch, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Eq. 8: L2 = L_CD + lambda R_tmp (+ optional ETA/CoNS) on clip groups."""
         batch.validate(expect_clip=True)
         return self._step(batch, self.config.phase2, generator)
@@ -154,7 +162,9 @@ class ReferenceLCD(nn.Module):
         norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         if not torch.isfinite(norm):
             optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLossError(f"ReferenceLCD phase {phase}: gradient norm is {norm.item()}; weights untouched")
+            raise NonFiniteLossError(
+                f"ReferenceLCM phase {phase}: gradient norm is {norm.item()}; weights untouched"
+            )
         optimizer.step()
         self.update_ema()
         return {k: v.detach() for k, v in losses.items()}
@@ -164,7 +174,9 @@ class ReferenceLCD(nn.Module):
 
         return Conditioning(clip_embeds=clip, bank=bank, guidance_features=features)
 
-    def _step(self, batch: DistillBatch, cfg: PhaseConfig, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    def _step(
+        self, batch: DistillBatch, cfg: PhaseConfig, generator: torch.Generator | None
+    ) -> dict[str, torch.Tensor]:
         c = self.config
         model = self.model
         lat = batch.latents.float()
@@ -173,12 +185,14 @@ class ReferenceLCD(nn.Module):
         g, k = batch.groups, batch.num_ras
         use_ers = cfg.cons_weight > 0
         if (cfg.eta_weight > 0 or cfg.tmp_weight > 0) and k < 2:
-            raise ValueError(f"ReferenceLCD: ETA / temporal ETA need >= 2 RAS references per group, got {k}")
+            raise ValueError(f"ReferenceLCM: ETA / temporal ETA need >= 2 RAS references per group, got {k}")
         if cfg.tmp_weight > 0 and not batch.is_clip:
-            raise ValueError("ReferenceLCD: the temporal term (tmp_weight > 0) needs clip batches (G,4,F,h,w)")
+            raise ValueError(
+                "ReferenceLCM: the temporal term (tmp_weight > 0) needs clip batches (G,4,F,h,w)"
+            )
         n_refs = batch.ref_index.shape[1] if use_ers else k
         if use_ers and n_refs == k:
-            raise ValueError("ReferenceLCD: CoNS (cons_weight > 0) needs ERS references in every group")
+            raise ValueError("ReferenceLCM: CoNS (cons_weight > 0) needs ERS references in every group")
         used = batch.ref_index[:, :n_refs]  # (G, n_refs)
 
         # Frozen conditioning, once per step: reference pass over distinct references, guidance encoders once.
@@ -225,11 +239,15 @@ class ReferenceLCD(nn.Module):
         dist = dict(kind=c.distance, huber_c=c.huber_c)
         zero = f_student.new_zeros(())
         losses = {"loss_cd": pair_distance(f_groups[:, :k].flatten(0, 1), f_target, **dist).mean()}
-        losses["loss_eta"] = cfg.eta_weight * eta_distance(f_groups, k, **dist) if cfg.eta_weight > 0 else zero
+        losses["loss_eta"] = (
+            cfg.eta_weight * eta_distance(f_groups, k, **dist) if cfg.eta_weight > 0 else zero
+        )
         if use_ers:
             videos = batch.ref_video[distinct][inverse]
             d_ers = cons_distance(f_groups, videos, margin=c.cons_margin, **dist)
-            losses["loss_cons"] = -cfg.cons_weight * d_ers  # eq. 4: minus sign pushes inter-source outputs apart
+            losses["loss_cons"] = (
+                -cfg.cons_weight * d_ers
+            )  # eq. 4: minus sign pushes inter-source outputs apart
         else:
             losses["loss_cons"] = zero
         if cfg.tmp_weight > 0:
@@ -241,5 +259,7 @@ class ReferenceLCD(nn.Module):
         bad = [name for name, value in losses.items() if not torch.isfinite(value).all()]
         if bad:
             values = ", ".join(f"{name}={losses[name].item()}" for name in LOSS_KEYS)
-            raise NonFiniteLossError(f"ReferenceLCD: non-finite loss ({values}); stop and keep the last good checkpoint")
+            raise NonFiniteLossError(
+                f"ReferenceLCM: non-finite loss ({values}); stop and keep the last good checkpoint"
+            )
         return losses

@@ -42,7 +42,9 @@ class BackboneWeights:
         """None when the metric can be computed, else why it cannot (reported beside the null value)."""
         paths = self.paths(metric)
         if self.folder is None:
-            return f"backbone weights not provided (no weights folder; needs {', '.join(p.name for p in paths)})"
+            return (
+                f"backbone weights not provided (no weights folder; needs {', '.join(p.name for p in paths)})"
+            )
         absent = [p.name for p in paths if not p.is_file()]
         if absent:
             return f"backbone weights not provided ({', '.join(absent)} not in {self.folder})"
@@ -77,8 +79,25 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path) 
 # ---------------------------------------------------------------- LPIPS (VGG)
 
 # (in, out) of VGG16's 13 convolutions, with the torchvision `features` index of each and where it pools.
-_VGG16_CONVS = [(3, 64), (64, 64), "M", (64, 128), (128, 128), "M", (128, 256), (256, 256), (256, 256), "M",
-                (256, 512), (512, 512), (512, 512), "M", (512, 512), (512, 512), (512, 512)]
+_VGG16_CONVS = [
+    (3, 64),
+    (64, 64),
+    "M",
+    (64, 128),
+    (128, 128),
+    "M",
+    (128, 256),
+    (256, 256),
+    (256, 256),
+    "M",
+    (256, 512),
+    (512, 512),
+    (512, 512),
+    "M",
+    (512, 512),
+    (512, 512),
+    (512, 512),
+]
 # features indices after which LPIPS taps relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
 _LPIPS_TAPS = (3, 8, 15, 22, 29)
 _LPIPS_CHANNELS = (64, 128, 256, 512, 512)
@@ -106,7 +125,9 @@ class LPIPSVGG(nn.Module):
         self.features = nn.Sequential(*layers)
         for i, c in enumerate(_LPIPS_CHANNELS):
             self.add_module(f"lin{i}", _LinHead(c))
-        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1), persistent=False
+        )
         self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1), persistent=False)
         self.eval()
 
@@ -168,12 +189,15 @@ class _BlockA(nn.Module):
         self.branch_pool = _Conv(cin, pool, 1)
 
     def forward(self, x):
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch5x5_2(self.branch5x5_1(x)),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(_avg3(x)),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(_avg3(x)),
+            ],
+            1,
+        )
 
 
 class _BlockB(nn.Module):
@@ -184,11 +208,14 @@ class _BlockB(nn.Module):
         self.branch3x3dbl_2, self.branch3x3dbl_3 = _Conv(64, 96, 3, padding=1), _Conv(96, 96, 3, stride=2)
 
     def forward(self, x):
-        return torch.cat([
-            self.branch3x3(x),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            F.max_pool2d(x, 3, stride=2),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                F.max_pool2d(x, 3, stride=2),
+            ],
+            1,
+        )
 
 
 class _BlockC(nn.Module):
@@ -196,7 +223,11 @@ class _BlockC(nn.Module):
         super().__init__()
         row, col = dict(kernel=(1, 7), padding=(0, 3)), dict(kernel=(7, 1), padding=(3, 0))
         self.branch1x1 = _Conv(cin, 192, 1)
-        self.branch7x7_1, self.branch7x7_2, self.branch7x7_3 = _Conv(cin, c7, 1), _Conv(c7, c7, **row), _Conv(c7, 192, **col)
+        self.branch7x7_1, self.branch7x7_2, self.branch7x7_3 = (
+            _Conv(cin, c7, 1),
+            _Conv(c7, c7, **row),
+            _Conv(c7, 192, **col),
+        )
         self.branch7x7dbl_1 = _Conv(cin, c7, 1)
         self.branch7x7dbl_2, self.branch7x7dbl_3 = _Conv(c7, c7, **col), _Conv(c7, c7, **row)
         self.branch7x7dbl_4, self.branch7x7dbl_5 = _Conv(c7, c7, **col), _Conv(c7, 192, **row)
@@ -206,12 +237,15 @@ class _BlockC(nn.Module):
         dbl = x
         for i in range(1, 6):
             dbl = getattr(self, f"branch7x7dbl_{i}")(dbl)
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
-            dbl,
-            self.branch_pool(_avg3(x)),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
+                dbl,
+                self.branch_pool(_avg3(x)),
+            ],
+            1,
+        )
 
 
 class _BlockD(nn.Module):
@@ -247,12 +281,17 @@ class _BlockE(nn.Module):
         b3 = self.branch3x3_1(x)
         d3 = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         pooled = F.max_pool2d(x, 3, stride=1, padding=1) if self.max_pool else _avg3(x)
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch3x3_2a(b3), self.branch3x3_2b(b3),
-            self.branch3x3dbl_3a(d3), self.branch3x3dbl_3b(d3),
-            self.branch_pool(pooled),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(b3),
+                self.branch3x3_2b(b3),
+                self.branch3x3dbl_3a(d3),
+                self.branch3x3dbl_3b(d3),
+                self.branch_pool(pooled),
+            ],
+            1,
+        )
 
 
 class FIDInceptionV3(nn.Module):

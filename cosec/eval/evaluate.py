@@ -25,8 +25,16 @@ class Backbones:
             reason = self.weights.missing_reason(metric)
             if reason is not None:
                 self.reasons[metric] = reason
-        self.lpips = None if "lpips" in self.reasons else LPIPSVGG.from_files(*self.weights.paths("lpips")).to(self.device)
-        self.inception = None if "fid" in self.reasons else FIDInceptionV3.from_file(*self.weights.paths("fid")).to(self.device)
+        self.lpips = (
+            None
+            if "lpips" in self.reasons
+            else LPIPSVGG.from_files(*self.weights.paths("lpips")).to(self.device)
+        )
+        self.inception = (
+            None
+            if "fid" in self.reasons
+            else FIDInceptionV3.from_file(*self.weights.paths("fid")).to(self.device)
+        )
 
 
 @dataclass
@@ -46,8 +54,8 @@ class SplitEvaluator:
         self.frames.add_video(pred, gt, masks)
         bb = self.backbones
         for start in range(0, len(pred), self.batch_size):
-            p = to_tensor01(pred[start:start + self.batch_size], bb.device)
-            g = to_tensor01(gt[start:start + self.batch_size], bb.device)
+            p = to_tensor01(pred[start : start + self.batch_size], bb.device)
+            g = to_tensor01(gt[start : start + self.batch_size], bb.device)
             if bb.lpips is not None:
                 self.lpips_sum += float(bb.lpips(p, g).sum())
                 self.lpips_n += p.shape[0]
@@ -68,12 +76,20 @@ class SplitEvaluator:
             if n < 2:
                 reasons["fid"] = "FID needs at least 2 frames"
             else:
-                out["fid"] = frechet_distance_features(np.concatenate(self.feats_pred), np.concatenate(self.feats_gt))
+                out["fid"] = frechet_distance_features(
+                    np.concatenate(self.feats_pred), np.concatenate(self.feats_gt)
+                )
         out["fid_vid"] = None
         out["fvd"] = None
         if self.frames.empty_masks:
-            reasons["person"] = f"{self.frames.empty_masks} frames had an empty mask: person metrics used the whole frame"
+            reasons["person"] = (
+                f"{self.frames.empty_masks} frames had an empty mask: person metrics used the whole frame"
+            )
         for key in ("hf_ratio", "jitter"):
             if out.get(key) is None:
-                reasons[key] = "ground truth has no high-frequency energy" if key == "hf_ratio" else "single-frame videos"
+                reasons[key] = (
+                    "ground truth has no high-frequency energy"
+                    if key == "hf_ratio"
+                    else "single-frame videos"
+                )
         return out, reasons

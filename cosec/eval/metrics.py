@@ -26,14 +26,18 @@ PERSON_PAD = 8
 def _check_frame(name: str, img: np.ndarray) -> np.ndarray:
     img = np.asarray(img)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"{name}: expected a uint8 RGB frame (H, W, 3), got dtype {img.dtype} shape {img.shape}")
+        raise ValueError(
+            f"{name}: expected a uint8 RGB frame (H, W, 3), got dtype {img.dtype} shape {img.shape}"
+        )
     return img
 
 
 def _check_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred, gt = _check_frame("prediction", pred), _check_frame("ground truth", gt)
     if pred.shape != gt.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}; resize first")
+        raise ValueError(
+            f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}; resize first"
+        )
     return pred, gt
 
 
@@ -162,7 +166,9 @@ class MetricAccumulator:
             self.hf_pred += highpass_energy(rgb_to_grey(pc))
             self.hf_gt += highpass_energy(rgb_to_grey(gc))
         for i in range(pred.shape[0] - 1):
-            self._add("jitter", jitter_pair(pred[i], pred[i + 1], gt[i], gt[i + 1], _union(boxes[i], boxes[i + 1])))
+            self._add(
+                "jitter", jitter_pair(pred[i], pred[i + 1], gt[i], gt[i + 1], _union(boxes[i], boxes[i + 1]))
+            )
 
     def result(self) -> dict[str, float | None]:
         """Averages; hf_ratio None when the ground truth has no high-frequency energy, jitter None for single frames."""
@@ -190,7 +196,9 @@ def jitter_pair(pred0, pred1, gt0, gt1, box=None) -> float:
     return float(np.mean(np.abs(d_pred - d_gt)))
 
 
-def video_metrics(pred: np.ndarray, gt: np.ndarray, masks: np.ndarray | None = None) -> dict[str, float | None]:
+def video_metrics(
+    pred: np.ndarray, gt: np.ndarray, masks: np.ndarray | None = None
+) -> dict[str, float | None]:
     """All frame measures of one video (F, H, W, 3) uint8, averaged over its frames."""
     acc = MetricAccumulator()
     acc.add_video(pred, gt, masks)
@@ -246,7 +254,9 @@ def frechet_distance_features(feats1: np.ndarray, feats2: np.ndarray) -> float:
     """
     a, b = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
-        raise ValueError(f"frechet_distance_features: need (N, D) arrays with equal D and N >= 2, got {a.shape} {b.shape}")
+        raise ValueError(
+            f"frechet_distance_features: need (N, D) arrays with equal D and N >= 2, got {a.shape} {b.shape}"
+        )
     if min(len(a), len(b)) >= a.shape[1]:
         return frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
     mu1, mu2 = a.mean(axis=0), b.mean(axis=0)

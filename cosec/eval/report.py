@@ -21,11 +21,25 @@ import numpy as np
 
 # Model names of reports/metrics.json, in table order. teacher_nocfg is the teacher sampled without
 # classifier-free guidance (the setting the student runs in).
-MODELS = ("reference", "teacher", "teacher_nocfg", "student", "referencelcm", "eta", "eta_cons", "eta_cons_tmp")
+MODELS = (
+    "reference",
+    "teacher",
+    "teacher_nocfg",
+    "student",
+    "referencelcm",
+    "eta",
+    "eta_cons",
+    "eta_cons_tmp",
+)
 MODEL_LABELS = {
-    "reference": "Reference frame", "teacher": "Champ (teacher)", "teacher_nocfg": "Champ, no CFG",
-    "student": "CoSeC-LCD", "referencelcm": "ReferenceLCM", "eta": "+ spatial ETA",
-    "eta_cons": "+ spatial CoNS", "eta_cons_tmp": "+ temporal ETA",
+    "reference": "Reference frame",
+    "teacher": "Champ (teacher)",
+    "teacher_nocfg": "Champ, no CFG",
+    "student": "CoSeC-LCD",
+    "referencelcm": "ReferenceLCM",
+    "eta": "+ spatial ETA",
+    "eta_cons": "+ spatial CoNS",
+    "eta_cons_tmp": "+ temporal ETA",
 }
 # The ablation ladder of the paper's Table 4: each row adds one regulariser to the previous.
 ABLATION = ("referencelcm", "eta", "eta_cons", "eta_cons_tmp")
@@ -33,13 +47,31 @@ REQUIRED = ("ssim", "psnr", "l1", "ssim_person", "psnr_person")
 NULLABLE = ("lpips", "fid", "fid_vid", "fvd", "hf_ratio", "jitter")
 # Column label and whether higher is better.
 METRIC_INFO = {
-    "ssim": ("SSIM", True), "psnr": ("PSNR", True), "l1": ("L1", False),
-    "ssim_person": ("SSIM-person", True), "psnr_person": ("PSNR-person", True),
-    "lpips": ("LPIPS", False), "fid": ("FID", False), "fid_vid": ("FID-VID", False), "fvd": ("FVD", False),
-    "hf_ratio": ("HF ratio (1 ideal)", None), "jitter": ("Jitter", False),
+    "ssim": ("SSIM", True),
+    "psnr": ("PSNR", True),
+    "l1": ("L1", False),
+    "ssim_person": ("SSIM-person", True),
+    "psnr_person": ("PSNR-person", True),
+    "lpips": ("LPIPS", False),
+    "fid": ("FID", False),
+    "fid_vid": ("FID-VID", False),
+    "fvd": ("FVD", False),
+    "hf_ratio": ("HF ratio (1 ideal)", None),
+    "jitter": ("Jitter", False),
 }
-TABLE3_METRICS = ("ssim", "psnr", "l1", "lpips", "fid", "fid_vid", "fvd", "ssim_person", "psnr_person", "hf_ratio",
-                  "jitter")
+TABLE3_METRICS = (
+    "ssim",
+    "psnr",
+    "l1",
+    "lpips",
+    "fid",
+    "fid_vid",
+    "fvd",
+    "ssim_person",
+    "psnr_person",
+    "hf_ratio",
+    "jitter",
+)
 
 
 def entry_key(model: str, steps: int) -> str:
@@ -64,8 +96,14 @@ class MetricsTable:
     values: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
     reasons: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
-    def add(self, split: str, model: str, steps: int, metrics: Mapping[str, float | None],
-            reasons: Mapping[str, str] | None = None) -> None:
+    def add(
+        self,
+        split: str,
+        model: str,
+        steps: int,
+        metrics: Mapping[str, float | None],
+        reasons: Mapping[str, str] | None = None,
+    ) -> None:
         key = entry_key(model, steps)
         absent = [m for m in REQUIRED if metrics.get(m) is None]
         if absent:
@@ -186,8 +224,12 @@ def table3_markdown(table: MetricsTable, metrics: Sequence[str] = TABLE3_METRICS
     parts = []
     for split in sorted(table.values):
         rows = table.rows(split)
-        lines = [f"### {split}", "", "| method | steps | " + " | ".join(_header(metrics)) + " |",
-                 "|---|---|" + "---|" * len(metrics)]
+        lines = [
+            f"### {split}",
+            "",
+            "| method | steps | " + " | ".join(_header(metrics)) + " |",
+            "|---|---|" + "---|" * len(metrics),
+        ]
         for model, steps, vals in rows:
             cells = [_fmt(vals.get(m), m) for m in metrics]
             lines.append(f"| {MODEL_LABELS[model]} | {steps} | " + " | ".join(cells) + " |")
@@ -205,10 +247,18 @@ def ablation_markdown(table: MetricsTable, metrics: Sequence[str] = TABLE3_METRI
         rows = [r for r in table.rows(split) if r[0] in ABLATION]
         if not rows:
             continue
-        lines = [f"### {split} (ablation)", "", "| variant | steps | " + " | ".join(_header(metrics)) + " |",
-                 "|---|---|" + "---|" * len(metrics)]
+        lines = [
+            f"### {split} (ablation)",
+            "",
+            "| variant | steps | " + " | ".join(_header(metrics)) + " |",
+            "|---|---|" + "---|" * len(metrics),
+        ]
         for model, steps, vals in sorted(rows, key=lambda r: (r[1], ABLATION.index(r[0]))):
-            lines.append(f"| {MODEL_LABELS[model]} | {steps} | " + " | ".join(_fmt(vals.get(m), m) for m in metrics) + " |")
+            lines.append(
+                f"| {MODEL_LABELS[model]} | {steps} | "
+                + " | ".join(_fmt(vals.get(m), m) for m in metrics)
+                + " |"
+            )
         parts.append("\n".join(lines))
     return ("\n\n".join(parts) + "\n") if parts else ""
 
@@ -234,8 +284,9 @@ def _pyplot():
     return plt
 
 
-def plot_quality_vs_steps(table: MetricsTable, split: str, path: Path,
-                          metrics: Sequence[str] = ("ssim", "lpips", "fid", "hf_ratio")) -> Path:
+def plot_quality_vs_steps(
+    table: MetricsTable, split: str, path: Path, metrics: Sequence[str] = ("ssim", "lpips", "fid", "hf_ratio")
+) -> Path:
     """One panel per metric: value against sampling steps, one line per model; missing metrics say so."""
     plt = _pyplot()
     rows = table.rows(split)
@@ -269,12 +320,17 @@ def _as_uint8_rgb(name: str, img) -> np.ndarray:
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"sample grid: {name} must be a uint8 (H, W, 3) or (H, W) image, got {arr.dtype} {arr.shape}")
+        raise ValueError(
+            f"sample grid: {name} must be a uint8 (H, W, 3) or (H, W) image, got {arr.dtype} {arr.shape}"
+        )
     return arr
 
 
-def save_sample_grid(rows: Sequence[Mapping[str, np.ndarray]], path: Path,
-                     columns: Sequence[str] = ("reference", "pose", "ground truth", "teacher", "student")) -> Path:
+def save_sample_grid(
+    rows: Sequence[Mapping[str, np.ndarray]],
+    path: Path,
+    columns: Sequence[str] = ("reference", "pose", "ground truth", "teacher", "student"),
+) -> Path:
     """Images side by side (one row per sample, one column per name) with a title bar; all of one size."""
     from PIL import Image, ImageDraw
 
@@ -339,5 +395,7 @@ def write_report(table: MetricsTable, out_dir: Path, with_json: bool = True) -> 
         text += "\n## Ablation ladder\n\n" + ablation
     files["markdown"] = write_text_atomic(text, out_dir / "metrics.md")
     for split in sorted(table.values):
-        files[f"plot_{split}"] = plot_quality_vs_steps(table, split, out_dir / f"quality_vs_steps_{split}.png")
+        files[f"plot_{split}"] = plot_quality_vs_steps(
+            table, split, out_dir / f"quality_vs_steps_{split}.png"
+        )
     return files

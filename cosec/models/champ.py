@@ -62,7 +62,9 @@ class ChampModel(nn.Module):
 
     @classmethod
     def build(cls, config: ModelConfig | str, motion_modules: bool = False, device="cpu") -> ChampModel:
-        """A randomly initialised model (zero-initialised guidance and motion outputs, as Champ); device may be "meta"."""
+        """A randomly initialised model (zero-initialised guidance and motion outputs, as Champ).
+
+        device may be "meta"."""
         config = model_config(config) if isinstance(config, str) else config
         with torch.device(device):
             model = cls(config, motion_modules=motion_modules)

@@ -72,7 +72,9 @@ class ModelConfig:
                 f"({len(self.vae['block_out_channels'])} blocks); give both the same number of entries"
             )
         if self.resolution % factor:
-            raise ValueError(f"config {self.name!r}: resolution {self.resolution} is not a multiple of {factor}")
+            raise ValueError(
+                f"config {self.name!r}: resolution {self.resolution} is not a multiple of {factor}"
+            )
         self.unet["sample_size"] = self.latent_size  # derived: resolution / VAE factor
 
     @property

@@ -26,7 +26,9 @@ def denoising_loss(
     min(SNR, gamma) / (SNR + 1).
     """
     b = latents.shape[0]
-    t = torch.randint(0, schedule.num_train_timesteps, (b,), generator=generator, device="cpu").to(latents.device)
+    t = torch.randint(0, schedule.num_train_timesteps, (b,), generator=generator, device="cpu").to(
+        latents.device
+    )
     noise = torch.randn(latents.shape, generator=generator, device="cpu").to(latents)
     alpha, sigma = schedule.alpha_sigma(t, latents.ndim)
     alpha, sigma = alpha.to(latents), sigma.to(latents)
@@ -51,7 +53,9 @@ class _Stage(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
 
     @torch.no_grad()
-    def _encode(self, pixels: torch.Tensor, refs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _encode(
+        self, pixels: torch.Tensor, refs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         m = self.model
         return m.encode_latents(pixels), m.encode_latents(refs), m.clip_embeds(refs)
 
@@ -65,7 +69,9 @@ class TeacherStage1(_Stage):
 
     def trainable(self) -> list[nn.Parameter]:
         m = self.model
-        return [p for part in (m.reference_unet, m.denoising_unet, m.guidance_encoders) for p in part.parameters()]
+        return [
+            p for part in (m.reference_unet, m.denoising_unet, m.guidance_encoders) for p in part.parameters()
+        ]
 
     def forward(self, batch: Mapping) -> tuple[torch.Tensor, dict[str, float]]:
         batch = to_device(batch, self.model.device)

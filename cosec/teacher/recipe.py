@@ -109,9 +109,18 @@ class RunConfig:
 
 
 def _train_config(part: PartConfig, run: RunConfig, out_dir: Path, desc: str, seed: int) -> TrainConfig:
-    return TrainConfig(max_steps=part.steps, out_dir=str(out_dir), lr=part.lr, checkpoint_every=run.checkpoint_every,
-                       keep_last=run.keep_last, log_every=run.log_every, mixed_precision=run.mixed_precision,
-                       seed=seed, progress=run.progress, desc=desc)
+    return TrainConfig(
+        max_steps=part.steps,
+        out_dir=str(out_dir),
+        lr=part.lr,
+        checkpoint_every=run.checkpoint_every,
+        keep_last=run.keep_last,
+        log_every=run.log_every,
+        mixed_precision=run.mixed_precision,
+        seed=seed,
+        progress=run.progress,
+        desc=desc,
+    )
 
 
 PARTS = ("vae", "stage1", "stage2")
@@ -174,14 +183,24 @@ def _stage2_batches(dataset: Phase2Dataset):
 
         def __getitem__(self, i):
             item = dataset[i]
-            return {"pixel_values": item["pixel_values"], "guidance": item["guidance"],
-                    "ref_pixels": item["ras_refs"][0, 0]}
+            return {
+                "pixel_values": item["pixel_values"],
+                "guidance": item["guidance"],
+                "ref_pixels": item["ras_refs"][0, 0],
+            }
 
     return _View()
 
 
-def train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root: str | Path,
-                  index: pd.DataFrame, work_dir: str | Path, tracker: Tracker | None = None) -> ChampModel:
+def train_teacher(
+    cfg: TeacherConfig,
+    size: ModelSize,
+    run: RunConfig,
+    data_root: str | Path,
+    index: pd.DataFrame,
+    work_dir: str | Path,
+    tracker: Tracker | None = None,
+) -> ChampModel:
     """Small VAE, then stage 1 (R-UNet, D-UNet, guidance encoders on frames), then stage 2 (motion modules).
 
     Inside a Ray Train worker each rank draws its own batches and the loop averages gradients.
@@ -196,9 +215,16 @@ def train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root
     res = model_cfg.resolution
     frames = TeacherDataset(data_root, index, split="train", seed=cfg.seed, resolution=res)
 
-    vae = VAETrainer(model.vae, cfg.vae.kl_weight, cfg.vae.grad_weight, seed=cfg.seed, l1_weight=cfg.vae.l1_weight,
-                     mse_weight=cfg.vae.mse_weight, sample_posterior=cfg.vae.sample_posterior,
-                     augment=cfg.vae.augment)
+    vae = VAETrainer(
+        model.vae,
+        cfg.vae.kl_weight,
+        cfg.vae.grad_weight,
+        seed=cfg.seed,
+        l1_weight=cfg.vae.l1_weight,
+        mse_weight=cfg.vae.mse_weight,
+        sample_posterior=cfg.vae.sample_posterior,
+        augment=cfg.vae.augment,
+    )
     _fit(vae, cfg, "vae", batch_stream(frames, cfg.vae.batch_size, data_seed), run, work, tracker)
     model.vae.requires_grad_(False)
     calib = batch_stream(frames, 16, cfg.seed + 1)(0)  # same on every rank: one scaling factor
@@ -213,16 +239,38 @@ def train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root
     model.requires_grad_(False)
 
     model.denoising_unet.add_motion_modules()
-    clips = Phase2Dataset(data_root, index, length=10**6, num_frames=cfg.stage2.num_frames, stride=cfg.stage2.stride,
-                          split="train", seed=cfg.seed, resolution=res)
+    clips = Phase2Dataset(
+        data_root,
+        index,
+        length=10**6,
+        num_frames=cfg.stage2.num_frames,
+        stride=cfg.stage2.stride,
+        split="train",
+        seed=cfg.seed,
+        resolution=res,
+    )
     s2 = TeacherStage2(model, schedule, cfg.stage2.uncond_prob, seed=cfg.seed)
-    _fit(s2, cfg, "stage2", batch_stream(_stage2_batches(clips), cfg.stage2.batch_size, data_seed + 3), run, work,
-         tracker)
+    _fit(
+        s2,
+        cfg,
+        "stage2",
+        batch_stream(_stage2_batches(clips), cfg.stage2.batch_size, data_seed + 3),
+        run,
+        work,
+        tracker,
+    )
     return model.requires_grad_(False).eval()
 
 
-def load_or_train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, data_root, index, work_dir,
-                          tracker: Tracker | None = None) -> ChampModel:
+def load_or_train_teacher(
+    cfg: TeacherConfig,
+    size: ModelSize,
+    run: RunConfig,
+    data_root,
+    index,
+    work_dir,
+    tracker: Tracker | None = None,
+) -> ChampModel:
     if cfg.champ_dir:
         from cosec.models.checkpoint import load_champ
 
@@ -230,10 +278,23 @@ def load_or_train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, d
     if run.num_workers > 1 or run.use_gpu:
         spec = tracker.spec() if hasattr(tracker, "spec") else None
         # Ray workers run in their own working folder: hand them absolute paths
-        payload = {"cfg": cfg, "size": size, "run": run, "root": str(Path(data_root).resolve()), "index": index,
-                   "work": str(Path(work_dir).resolve()), "tracker": spec}
-        result = distributed.run(_teacher_worker, payload, num_workers=run.num_workers, use_gpu=run.use_gpu,
-                                 storage_path=Path(work_dir).resolve() / "ray", name="teacher")
+        payload = {
+            "cfg": cfg,
+            "size": size,
+            "run": run,
+            "root": str(Path(data_root).resolve()),
+            "index": index,
+            "work": str(Path(work_dir).resolve()),
+            "tracker": spec,
+        }
+        result = distributed.run(
+            _teacher_worker,
+            payload,
+            num_workers=run.num_workers,
+            use_gpu=run.use_gpu,
+            storage_path=Path(work_dir).resolve() / "ray",
+            name="teacher",
+        )
         return ChampModel.from_pretrained(result["checkpoint"])
     return train_teacher(cfg, size, run, data_root, index, work_dir, tracker)
 
@@ -241,8 +302,15 @@ def load_or_train_teacher(cfg: TeacherConfig, size: ModelSize, run: RunConfig, d
 def _teacher_worker(payload: dict) -> dict:
     """One Ray Train worker: the same recipe; rank 0 writes the result for the driver."""
     tracker = tracker_from_spec(payload["tracker"], distributed.rank())
-    model = train_teacher(payload["cfg"], payload["size"], payload["run"], payload["root"], payload["index"],
-                          payload["work"], tracker)
+    model = train_teacher(
+        payload["cfg"],
+        payload["size"],
+        payload["run"],
+        payload["root"],
+        payload["index"],
+        payload["work"],
+        tracker,
+    )
     out = Path(payload["work"]).resolve() / "result"
     if distributed.rank() == 0:
         model.to("cpu").save_pretrained(out)

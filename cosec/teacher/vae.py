@@ -2,7 +2,8 @@
 
 Trained on reconstruction (L1, optionally MSE, and a gradient term that keeps edges and cloth
 patterns sharp) plus a light KL term. MSE is what PSNR measures: at 300 steps a 4x VAE reached
-22.7-23.7 dB on unseen subjects with MSE in the loss, 20.4-21.3 dB with L1 + gradient only. Afterwards the latent scaling factor is calibrated to unit latent variance: with
+22.7-23.7 dB on unseen subjects with MSE in the loss, 20.4-21.3 dB with L1 + gradient only.
+Afterwards the latent scaling factor is calibrated to unit latent variance: with
 un-normalised latents the teacher cannot learn to denoise (the noise swamps or never reaches the signal).
 """
 
@@ -31,7 +32,9 @@ class VAETrainer(nn.Module):
         self.kl_weight = kl_weight
         self.grad_weight = grad_weight
         self.l1_weight, self.mse_weight = l1_weight, mse_weight
-        self.sample_posterior = sample_posterior  # False: decode the posterior mean (what the teacher encodes)
+        self.sample_posterior = (
+            sample_posterior  # False: decode the posterior mean (what the teacher encodes)
+        )
         self.augment = augment  # colour-channel permutation + horizontal flip per image
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -63,8 +66,12 @@ class VAETrainer(nn.Module):
         grad = F.l1_loss(gx, tx) + F.l1_loss(gy, ty)
         kl = posterior.kl().mean() / x[0].numel()
         loss = self.l1_weight * l1 + self.mse_weight * mse + self.grad_weight * grad + self.kl_weight * kl
-        return loss, {"loss_l1": float(l1.detach()), "loss_mse": float(mse.detach()), "loss_grad": float(grad.detach()),
-                      "loss_kl": float(kl.detach())}
+        return loss, {
+            "loss_l1": float(l1.detach()),
+            "loss_mse": float(mse.detach()),
+            "loss_grad": float(grad.detach()),
+            "loss_kl": float(kl.detach()),
+        }
 
 
 @torch.no_grad()

@@ -3,5 +3,13 @@
 from cosec.train.loop import NonFiniteLossError, TrainConfig, Trainer, TrainResult, train
 from cosec.train.tracking import MLflowTracker, NullTracker, Tracker
 
-__all__ = ["MLflowTracker", "NonFiniteLossError", "NullTracker", "TrainConfig", "TrainResult", "Trainer",
-           "Tracker", "train"]
+__all__ = [
+    "MLflowTracker",
+    "NonFiniteLossError",
+    "NullTracker",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "Tracker",
+    "train",
+]

@@ -12,8 +12,9 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 
-def batch_stream(dataset: Dataset, batch_size: int, seed: int = 0,
-                 collate: Callable = default_collate) -> Callable[[int], Iterator]:
+def batch_stream(
+    dataset: Dataset, batch_size: int, seed: int = 0, collate: Callable = default_collate
+) -> Callable[[int], Iterator]:
     """A callable ``start_step -> iterator of batches`` (the loop's resumable data form).
 
     Items are drawn with replacement, batch by batch, from a generator seeded with (seed, step).

@@ -70,8 +70,14 @@ def init_ray_local(num_cpus: int | None = None) -> None:
     # The cluster is single-node on loopback, so gloo (CPU DDP) talks over lo as well.
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     if not ray.is_initialized():
-        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", num_cpus=num_cpus,
-                 log_to_driver=True, configure_logging=False)
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            num_cpus=num_cpus,
+            log_to_driver=True,
+            configure_logging=False,
+        )
 
 
 def _ray_worker(payload: dict[str, Any]) -> None:
@@ -90,8 +96,14 @@ def _ray_worker(payload: dict[str, Any]) -> None:
         ray.train.report({})
 
 
-def run(loop_fn: LoopFn, config: dict[str, Any], num_workers: int = 1, use_gpu: bool = False,
-        storage_path: str | Path | None = None, name: str = "cosec-train") -> dict[str, Any]:
+def run(
+    loop_fn: LoopFn,
+    config: dict[str, Any],
+    num_workers: int = 1,
+    use_gpu: bool = False,
+    storage_path: str | Path | None = None,
+    name: str = "cosec-train",
+) -> dict[str, Any]:
     """Run loop_fn(config) in this process (1 worker, no GPU) or on num_workers Ray Train workers.
 
     Returns the dict loop_fn returned (rank 0's, via Ray's result metrics in the Ray case).

@@ -58,9 +58,13 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.max_steps < 1 or self.grad_accum < 1 or self.checkpoint_every < 1 or self.keep_last < 1:
-            raise ValueError(f"TrainConfig: max_steps, grad_accum, checkpoint_every, keep_last must be >= 1: {self}")
+            raise ValueError(
+                f"TrainConfig: max_steps, grad_accum, checkpoint_every, keep_last must be >= 1: {self}"
+            )
         if self.mixed_precision not in ("bf16", "no"):
-            raise ValueError(f"TrainConfig.mixed_precision must be 'bf16' or 'no', got {self.mixed_precision!r}")
+            raise ValueError(
+                f"TrainConfig.mixed_precision must be 'bf16' or 'no', got {self.mixed_precision!r}"
+            )
         self.betas = tuple(self.betas)
 
     @property
@@ -95,17 +99,23 @@ def _split(out: StepOutput) -> tuple[torch.Tensor, dict[str, float]]:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, step_fn: Callable[[Any], StepOutput],
-                 params: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
-                 state: Mapping[str, Stateful] | None = None, tracker: Tracker | None = None,
-                 callbacks: Sequence[Callback] = ()):
+    def __init__(
+        self,
+        config: TrainConfig,
+        step_fn: Callable[[Any], StepOutput],
+        params: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
+        state: Mapping[str, Stateful] | None = None,
+        tracker: Tracker | None = None,
+        callbacks: Sequence[Callback] = (),
+    ):
         self.config = config
         self.step_fn = step_fn
         self.params = list(params)
         if not self.params:
             raise ValueError("Trainer: no parameters to optimise")
-        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, betas=config.betas, eps=config.eps,
-                                           weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay
+        )
         self.state = dict(state or {})
         if "optimizer" in self.state:
             raise ValueError("Trainer: state key 'optimizer' is reserved")
@@ -146,7 +156,9 @@ class Trainer:
         blob = ckpt.load_checkpoint(path)
         missing = set(self.state) - set(blob["state"])
         if missing:
-            raise ValueError(f"{path}: checkpoint has no state for {sorted(missing)} (has {sorted(blob['state'])})")
+            raise ValueError(
+                f"{path}: checkpoint has no state for {sorted(missing)} (has {sorted(blob['state'])})"
+            )
         for name, obj in self.state.items():
             _unwrap(obj).load_state_dict(blob["state"][name])
         self.optimizer.load_state_dict(blob["optimizer"])
@@ -216,10 +228,17 @@ class Trainer:
             self._broadcast_parameters()
         resumed_from = self.step
         if self.rank == 0:
-            self.tracker.log_params({"train": asdict(cfg), "world_size": self.world_size, "resumed_from": resumed_from})
+            self.tracker.log_params(
+                {"train": asdict(cfg), "world_size": self.world_size, "resumed_from": resumed_from}
+            )
         batches = self._batches(data)
         result = TrainResult(step=self.step, resumed_from=resumed_from)
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=cfg.desc, disable=not (cfg.progress and self.rank == 0))
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            desc=cfg.desc,
+            disable=not (cfg.progress and self.rank == 0),
+        )
         try:
             while self.step < cfg.max_steps:
                 logs = self._one_step(batches)
@@ -247,7 +266,9 @@ class Trainer:
             try:
                 batch = next(batches)
             except StopIteration:
-                raise RuntimeError(f"training data ran out at step {self.step + 1} of {cfg.max_steps}") from None
+                raise RuntimeError(
+                    f"training data ran out at step {self.step + 1} of {cfg.max_steps}"
+                ) from None
             with self._autocast():
                 loss, parts = _split(self.step_fn(batch))
             if loss.ndim != 0:
@@ -255,7 +276,8 @@ class Trainer:
             if not self._all_finite(loss):
                 raise NonFiniteLossError(
                     f"non-finite loss {float(loss.detach())} at step {self.step + 1} (components {parts}); "
-                    f"the last good checkpoint is {ckpt.latest_checkpoint(cfg.checkpoint_dir)}")
+                    f"the last good checkpoint is {ckpt.latest_checkpoint(cfg.checkpoint_dir)}"
+                )
             # Gradients of the mean over micro-batches: each micro loss is scaled by 1/grad_accum.
             (loss / cfg.grad_accum).backward()
             sums["loss"] += float(loss.detach()) / cfg.grad_accum
@@ -267,17 +289,24 @@ class Trainer:
         max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
         if not self._all_finite(grad_norm):
-            raise NonFiniteLossError(f"non-finite gradient norm at step {self.step + 1}; last good checkpoint is "
-                                     f"{ckpt.latest_checkpoint(cfg.checkpoint_dir)}")
+            raise NonFiniteLossError(
+                f"non-finite gradient norm at step {self.step + 1}; last good checkpoint is "
+                f"{ckpt.latest_checkpoint(cfg.checkpoint_dir)}"
+            )
         self.optimizer.step()
         sums["grad_norm"] = float(grad_norm)
         sums["lr"] = float(self.optimizer.param_groups[0]["lr"])
         return sums
 
 
-def train(step_fn: Callable[[Any], StepOutput], data: Iterable | Callable[[int], Iterator],
-          params_to_optimise: Iterable[nn.Parameter] | Iterable[dict[str, Any]], config: TrainConfig,
-          state: Mapping[str, Stateful] | None = None, tracker: Tracker | None = None,
-          callbacks: Sequence[Callback] = ()) -> TrainResult:
+def train(
+    step_fn: Callable[[Any], StepOutput],
+    data: Iterable | Callable[[int], Iterator],
+    params_to_optimise: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
+    config: TrainConfig,
+    state: Mapping[str, Stateful] | None = None,
+    tracker: Tracker | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
     """Run (or resume) training to config.max_steps; see Trainer."""
     return Trainer(config, step_fn, params_to_optimise, state, tracker, callbacks).fit(data)

@@ -54,7 +54,9 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
 def git_commit(cwd: str | Path | None = None) -> str | None:
     """HEAD commit of the repository containing cwd, or None outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -67,8 +69,16 @@ class MLflowTracker:
     records; other ranks get a tracker that does nothing. Pass run_id to continue a run after a resume.
     """
 
-    def __init__(self, experiment: str, stage: str, run_name: str | None = None, tracking_uri: str | None = None,
-                 tags: Mapping[str, str] | None = None, rank: int = 0, run_id: str | None = None):
+    def __init__(
+        self,
+        experiment: str,
+        stage: str,
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        rank: int = 0,
+        run_id: str | None = None,
+    ):
         self.active = rank == 0
         self.run_id: str | None = run_id
         self.experiment, self.stage = experiment, stage
@@ -92,8 +102,12 @@ class MLflowTracker:
 
     def spec(self) -> dict[str, Any]:
         """What a worker process needs to log into this same run (see ``tracker_from_spec``)."""
-        return {"experiment": self.experiment, "stage": self.stage, "run_id": self.run_id,
-                "tracking_uri": self.tracking_uri}
+        return {
+            "experiment": self.experiment,
+            "stage": self.stage,
+            "run_id": self.run_id,
+            "tracking_uri": self.tracking_uri,
+        }
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not self.active:
@@ -105,7 +119,7 @@ class MLflowTracker:
         # MLflow params are immutable: a resumed run keeps the first value of each key.
         fresh = [Param(k, v) for k, v in flat.items() if k not in existing]
         for start in range(0, len(fresh), 100):
-            self.client.log_batch(self.run_id, params=fresh[start:start + 100])
+            self.client.log_batch(self.run_id, params=fresh[start : start + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         if not self.active:
@@ -140,4 +154,6 @@ def tracker_from_spec(spec: Mapping[str, Any] | None, rank: int) -> Tracker:
     """A tracker for a training worker: rank 0 logs into the driver's MLflow run, the others do nothing."""
     if not spec or rank != 0:
         return NullTracker()
-    return MLflowTracker(spec["experiment"], spec["stage"], tracking_uri=spec["tracking_uri"], run_id=spec["run_id"])
+    return MLflowTracker(
+        spec["experiment"], spec["stage"], tracking_uri=spec["tracking_uri"], run_id=spec["run_id"]
+    )

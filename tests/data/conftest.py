@@ -24,13 +24,13 @@ def tiny_data(tmp_path_factory, anny_body):
     from cosec.data.frames import run_frames
     from cosec.data.guidance import run_guidance
     from cosec.data.index import build_index
-    from cosec.synth.benchmark import write_benchmark
+    from cosec.synth.dataset import write_synthetic_data
 
     base = tmp_path_factory.mktemp("tiny")
     torch.set_num_threads(1)
     synth = SynthConfig(out=str(base / "raw"), resolution=32, frames_per_video=6, train_videos=3,
                         train_subjects=2, test_videos={"dance": 1, "fashion": 1, "wild": 1})  # fmt: skip
-    write_benchmark(synth, log=lambda *_: None)
+    write_synthetic_data(synth, log=lambda *_: None)
     run_frames(FramesConfig(raw=synth.out, out=str(base / "frames"), resolution=32), log=lambda *_: None)
     gcfg = GuidanceConfig(
         frames=str(base / "frames"), out=str(base / "prepared"), contact_sheets=str(base / "sheets")

@@ -105,7 +105,8 @@ def test_param_files_roundtrip_and_champ_npy(tmp_path):
     rv = np.random.default_rng(0).normal(0, 0.3, (24, 3))
     champ = {"smpls": {"global_orient": Rotation.from_rotvec(rv[:1]).as_matrix()[None, 0:1][0],
                        "body_pose": Rotation.from_rotvec(rv[1:]).as_matrix(), "betas": np.ones(10)},
-             "cam_t": np.array([0.1, 0.2, 5.0]), "scaled_focal_length": 800.0, "render_res": np.array([720, 1280])}  # fmt: skip
+             "cam_t": np.array([0.1, 0.2, 5.0]), "scaled_focal_length": 800.0,
+             "render_res": np.array([720, 1280])}  # fmt: skip
     np.save(tmp_path / "0000.npy", champ, allow_pickle=True)
     fr = load_frame_params(tmp_path / "0000.npy")
     assert fr["model"] == "smpl" and fr["render_res"] == (720, 1280)

@@ -13,7 +13,7 @@ from PIL import Image
 from cosec.data.datasets import EvalDataset, Phase1Dataset, Phase2Dataset, TeacherDataset
 from cosec.data.index import Phase1Sampler, Phase2Sampler, load_index
 from cosec.data.io import MAP_FOLDERS
-from cosec.synth.benchmark import SPLIT_FAMILIES, plan
+from cosec.synth.dataset import SPLIT_FAMILIES, plan
 from cosec.synth.motions import UNSEEN_FAMILIES
 
 
@@ -146,7 +146,7 @@ def test_stage_scripts_parse_their_section(tmp_path, stage):
 def test_travel_drifts_the_body_sideways_and_zero_travel_changes_nothing(tiny_data):
     from dataclasses import replace
 
-    from cosec.synth.benchmark import plan, video_params
+    from cosec.synth.dataset import plan, video_params
 
     cfg = tiny_data["synth"]
     spec = plan(cfg)[0]

@@ -108,7 +108,9 @@ def test_temporal_self_dependency():
     scaled[:, :, 2] *= 7.5  # rescaling one frame leaves cosine similarities unchanged
     torch.testing.assert_close(temporal_self_dependency(scaled), t)
     v0, v1 = video[0, :, 0].flatten(), video[0, :, 1].flatten()
-    assert t[0, 0, 1].item() == pytest.approx(torch.nn.functional.cosine_similarity(v0, v1, dim=0).item(), rel=1e-5)
+    assert t[0, 0, 1].item() == pytest.approx(
+        torch.nn.functional.cosine_similarity(v0, v1, dim=0).item(), rel=1e-5
+    )
     with pytest.raises(ValueError, match="B,C,F,h,w"):
         temporal_self_dependency(video[:, :, 0])
 
@@ -117,9 +119,7 @@ def test_eta_zero_for_identical_outputs_and_positive_otherwise():
     same = torch.randn(1, 1, 4, 3, 3).expand(3, 3, 4, 3, 3)
     assert eta_distance(same, 3).item() == 0.0
     diff = torch.randn(3, 3, 4, 3, 3)
-    manual = torch.stack(
-        [pair_distance(diff[:, i], diff[:, j]) for i, j in [(0, 1), (0, 2), (1, 2)]]
-    ).mean()
+    manual = torch.stack([pair_distance(diff[:, i], diff[:, j]) for i, j in [(0, 1), (0, 2), (1, 2)]]).mean()
     torch.testing.assert_close(eta_distance(diff, 3), manual)
     assert ras_pairs(3).tolist() == [[0, 1], [0, 2], [1, 2]]
     with pytest.raises(ValueError, match="at least 2"):

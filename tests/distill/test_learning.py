@@ -2,7 +2,7 @@
 
 Toy problem on the tiny Champ model: latents x0 = mu + 0.5 * N(0, I) (a fixed pattern plus Gaussian
 detail), one fixed reference and pose. The teacher D-UNet is briefly trained on it (v-prediction), then
-distilled with the real ReferenceLCD phase-1 step. Samples are compared by a moment distance to the
+distilled with the real ReferenceLCM phase-1 step. Samples are compared by a moment distance to the
 teacher's 50-step DDIM samples: mean over latent elements of (mean difference)^2 + (std difference)^2.
 Few-step DDIM over-smooths (too little variance: the classic blur); LCM's student should not.
 """
@@ -15,7 +15,7 @@ import torch
 from cosec.diffusion.schedule import NoiseSchedule
 from cosec.diffusion.student import sample_student
 from cosec.diffusion.teacher import sample_teacher
-from cosec.distill import DistillBatch, DistillConfig, Phase1Config, ReferenceLCD
+from cosec.distill import DistillBatch, DistillConfig, Phase1Config, ReferenceLCM
 from cosec.models import ChampModel, Conditioning
 
 
@@ -39,7 +39,9 @@ def test_student_at_2_steps_beats_teacher_at_2_steps():
     ref_latents, ref_clip = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 1, 32, generator=g)
     pose = {k: torch.rand(1, 3, 64, 64, generator=g) for k in model.config.guidance_types}
     with torch.no_grad():
-        cond = Conditioning(ref_clip, model.reference_unet(ref_latents, ref_clip), model.guidance_encoders(pose))
+        cond = Conditioning(
+            ref_clip, model.reference_unet(ref_latents, ref_clip), model.guidance_encoders(pose)
+        )
 
     # 1. a teacher that actually models the toy distribution (100 v-prediction steps)
     teacher = model.denoising_unet.requires_grad_(True).train()
@@ -49,7 +51,11 @@ def test_student_at_2_steps_beats_teacher_at_2_steps():
         x0, eps = data(16), torch.randn(16, 4, 8, 8, generator=g)
         t = torch.randint(0, 1000, (16,), generator=g)
         alpha, sigma = schedule.alpha_sigma(t)
-        loss = (model.predict(teacher, alpha * x0 + sigma * eps, t, train_cond) - (alpha * eps - sigma * x0)).square().mean()
+        loss = (
+            (model.predict(teacher, alpha * x0 + sigma * eps, t, train_cond) - (alpha * eps - sigma * x0))
+            .square()
+            .mean()
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -64,13 +70,15 @@ def test_student_at_2_steps_beats_teacher_at_2_steps():
 
     teacher_many = sample_teacher(model, eval_cond, shape, 50, 1.0, seed())
     teacher_2 = sample_teacher(model, eval_cond, shape, 2, 1.0, seed())
-    undistilled_2 = sample_student(model, teacher, eval_cond, shape, 2, seed())  # teacher weights, LCM sampler
+    undistilled_2 = sample_student(
+        model, teacher, eval_cond, shape, 2, seed()
+    )  # teacher weights, LCM sampler
 
     # 2. distil with the real phase-1 step (no CFG: the teacher reference samples are unguided too)
     config = DistillConfig(
         lr=1e-3, num_solver_steps=10, phase1=Phase1Config(w=0.0, eta_weight=0.0, cons_weight=0.0)
     )
-    lcd = ReferenceLCD(model, config)
+    lcd = ReferenceLCM(model, config)
     optimizer = lcd.make_optimizer(1)
     groups = 16
     batch = DistillBatch(

@@ -1,4 +1,4 @@
-"""ReferenceLCD on the tiny Champ model: shared bank, call counts, gradients, EMA, loss terms, errors, sampler."""
+"""ReferenceLCM on the tiny Champ model: shared bank, call counts, gradients, EMA, loss terms, errors, sampler."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cosec.distill import (
     NonFiniteLossError,
     Phase1Config,
     Phase2Config,
-    ReferenceLCD,
+    ReferenceLCM,
     prepare_batch,
 )
 from cosec.models import ChampModel, Conditioning
@@ -76,7 +76,7 @@ class Recorder:
 
 
 def test_shared_bank_and_call_counts(tiny):
-    lcd = ReferenceLCD(tiny, DistillConfig())
+    lcd = ReferenceLCM(tiny, DistillConfig())
     ref = Recorder(tiny.reference_unet)
     guid = Recorder(tiny.guidance_encoders)
     teacher, target, student = Recorder(lcd.teacher), Recorder(lcd.target), Recorder(lcd.student)
@@ -106,7 +106,7 @@ def test_shared_bank_and_call_counts(tiny):
 
 
 def test_without_cons_ers_references_are_not_run(tiny):
-    lcd = ReferenceLCD(tiny, DistillConfig(phase1=Phase1Config(cons_weight=0.0)))
+    lcd = ReferenceLCM(tiny, DistillConfig(phase1=Phase1Config(cons_weight=0.0)))
     ref, student = Recorder(tiny.reference_unet), Recorder(lcd.student)
     losses = lcd.phase1_step(frame_batch(tiny))
     assert ref.calls[0][0][0].shape[0] == 4 and student.calls[0][0][0].shape[0] == 4
@@ -114,7 +114,7 @@ def test_without_cons_ers_references_are_not_run(tiny):
 
 
 def test_gradients_reach_the_student_only_and_ema_formula(tiny):
-    lcd = ReferenceLCD(tiny, DistillConfig(lr=1e-3))
+    lcd = ReferenceLCM(tiny, DistillConfig(lr=1e-3))
     optimizer = lcd.make_optimizer(1)
     before_target = {n: p.detach().clone() for n, p in lcd.target.named_parameters()}
     before_teacher = {n: p.detach().clone() for n, p in lcd.teacher.named_parameters()}
@@ -123,7 +123,14 @@ def test_gradients_reach_the_student_only_and_ema_formula(tiny):
     losses["loss"].backward()
     assert all(p.grad is not None for p in lcd.student.parameters() if p.requires_grad)
     assert any(p.grad.abs().sum() > 0 for p in lcd.student.parameters())
-    frozen = [tiny.reference_unet, tiny.guidance_encoders, tiny.image_encoder, tiny.vae, lcd.teacher, lcd.target]
+    frozen = [
+        tiny.reference_unet,
+        tiny.guidance_encoders,
+        tiny.image_encoder,
+        tiny.vae,
+        lcd.teacher,
+        lcd.target,
+    ]
     assert all(p.grad is None and not p.requires_grad for m in frozen for p in m.parameters())
     optimizer.step()
     student_now = {n: p.detach().clone() for n, p in lcd.student.named_parameters()}
@@ -136,11 +143,11 @@ def test_gradients_reach_the_student_only_and_ema_formula(tiny):
 
 
 def test_sample_ema_is_a_separate_slow_average_that_is_shipped(tiny):
-    plain = ReferenceLCD(tiny, DistillConfig(lr=1e-3))
+    plain = ReferenceLCM(tiny, DistillConfig(lr=1e-3))
     assert plain.average is None and plain.shipped() is plain.student
     assert set(plain.train_state()) == {"student", "target"}
 
-    lcd = ReferenceLCD(tiny, DistillConfig(lr=1e-3, sample_ema_decay=0.9))
+    lcd = ReferenceLCM(tiny, DistillConfig(lr=1e-3, sample_ema_decay=0.9))
     assert lcd.shipped() is lcd.average and set(lcd.train_state()) == {"student", "target", "average"}
     assert not any(p.requires_grad for p in lcd.average.parameters())
     optimizer = lcd.make_optimizer(1)
@@ -168,18 +175,30 @@ def test_sample_ema_is_a_separate_slow_average_that_is_shipped(tiny):
 def test_sample_ema_survives_resume(tiny, tmp_path):
     from cosec.train.loop import TrainConfig, train
 
-    def run(max_steps: int) -> ReferenceLCD:
-        lcd = ReferenceLCD(tiny, DistillConfig(lr=1e-3, sample_ema_decay=0.9))
+    def run(max_steps: int) -> ReferenceLCM:
+        lcd = ReferenceLCM(tiny, DistillConfig(lr=1e-3, sample_ema_decay=0.9))
         batches = (frame_batch(tiny) for _ in range(10))
-        config = TrainConfig(max_steps=max_steps, out_dir=str(tmp_path), lr=1e-3, checkpoint_every=1,
-                             progress=False, mixed_precision="no")
-        train(lambda b: (lcd.phase1_step(b)["loss"], {}), batches, lcd.trainable_parameters(1), config,
-              state=lcd.train_state(), callbacks=[lambda _step, _logs: lcd.update_ema()])
+        config = TrainConfig(
+            max_steps=max_steps,
+            out_dir=str(tmp_path),
+            lr=1e-3,
+            checkpoint_every=1,
+            progress=False,
+            mixed_precision="no",
+        )
+        train(
+            lambda b: (lcd.phase1_step(b)["loss"], {}),
+            batches,
+            lcd.trainable_parameters(1),
+            config,
+            state=lcd.train_state(),
+            callbacks=[lambda _step, _logs: lcd.update_ema()],
+        )
         return lcd
 
     trained = run(2)
     resumed = run(2)  # finds the step-2 checkpoint: nothing to train, the average comes from the checkpoint
-    fresh = ReferenceLCD(tiny, DistillConfig(sample_ema_decay=0.9))
+    fresh = ReferenceLCM(tiny, DistillConfig(sample_ema_decay=0.9))
     for (name, a), b in zip(trained.average.named_parameters(), resumed.average.parameters(), strict=True):
         assert torch.equal(a, b), name
     pairs = zip(resumed.average.parameters(), fresh.average.parameters(), strict=True)
@@ -187,7 +206,7 @@ def test_sample_ema_survives_resume(tiny, tmp_path):
 
 
 def test_eta_vanishes_with_identical_references_and_l2_option(tiny):
-    lcd = ReferenceLCD(tiny, DistillConfig(distance="l2", phase1=Phase1Config(cons_weight=0.0)))
+    lcd = ReferenceLCM(tiny, DistillConfig(distance="l2", phase1=Phase1Config(cons_weight=0.0)))
     batch = frame_batch(tiny)
     batch.ref_index = torch.tensor([[0, 0], [3, 3]])  # the "two" RAS references are one image
     losses = lcd.phase1_step(batch)
@@ -195,8 +214,8 @@ def test_eta_vanishes_with_identical_references_and_l2_option(tiny):
 
 
 def test_cons_margin_bounds_the_negative_term(tiny):
-    free = ReferenceLCD(tiny, DistillConfig(phase1=Phase1Config(cons_weight=1.0)))
-    guarded = ReferenceLCD(tiny, DistillConfig(phase1=Phase1Config(cons_weight=1.0), cons_margin=1e-4))
+    free = ReferenceLCM(tiny, DistillConfig(phase1=Phase1Config(cons_weight=1.0)))
+    guarded = ReferenceLCM(tiny, DistillConfig(phase1=Phase1Config(cons_weight=1.0), cons_margin=1e-4))
     batch = frame_batch(tiny)
     a = free.phase1_step(batch, torch.Generator().manual_seed(5))["loss_cons"].item()
     b = guarded.phase1_step(batch, torch.Generator().manual_seed(5))["loss_cons"].item()
@@ -204,7 +223,7 @@ def test_cons_margin_bounds_the_negative_term(tiny):
 
 
 def test_nonfinite_loss_raises_before_any_update(tiny):
-    lcd = ReferenceLCD(tiny, DistillConfig(lr=1e-3))
+    lcd = ReferenceLCM(tiny, DistillConfig(lr=1e-3))
     optimizer = lcd.make_optimizer(1)
     batch = frame_batch(tiny)
     batch.latents[0, 0, 0, 0] = float("nan")
@@ -215,7 +234,7 @@ def test_nonfinite_loss_raises_before_any_update(tiny):
 
 
 def test_batch_validation_errors(tiny):
-    lcd = ReferenceLCD(tiny, DistillConfig())
+    lcd = ReferenceLCM(tiny, DistillConfig())
     batch = frame_batch(tiny)
     batch.ref_video = torch.tensor([0, 1, 1, 2, 2])  # group 0's RAS refs from two videos
     with pytest.raises(ValueError, match="RAS references of a group"):
@@ -231,7 +250,7 @@ def test_batch_validation_errors(tiny):
 
 def test_phase2_temporal_term_and_motion_only_training(tiny_video):
     config = DistillConfig(lr=1e-3, phase2=Phase2Config(trainable="motion", eta_weight=0.1))
-    lcd = ReferenceLCD(tiny_video, config)
+    lcd = ReferenceLCM(tiny_video, config)
     optimizer = lcd.make_optimizer(2)
     trainable = {n for n, p in lcd.student.named_parameters() if p.requires_grad}
     assert trainable and all(".motion_modules." in n for n in trainable)
@@ -240,27 +259,29 @@ def test_phase2_temporal_term_and_motion_only_training(tiny_video):
     assert losses["loss_tmp"].item() > 0 and losses["loss_eta"].item() > 0 and losses["loss_cons"].item() == 0
     total = losses["loss_cd"] + losses["loss_eta"] + losses["loss_cons"] + losses["loss_tmp"]
     torch.testing.assert_close(losses["loss"], total)
-    assert all(torch.equal(spatial_before[n], p) for n, p in lcd.student.named_parameters() if n not in trainable)
+    assert all(
+        torch.equal(spatial_before[n], p) for n, p in lcd.student.named_parameters() if n not in trainable
+    )
 
 
 def test_phase2_student_init_from_phase1_weights(tiny, tiny_video):
-    phase1 = ReferenceLCD(tiny, DistillConfig())
+    phase1 = ReferenceLCM(tiny, DistillConfig())
     with torch.no_grad():
         for p in phase1.student.parameters():
             p.add_(0.01)
-    lcd = ReferenceLCD(tiny_video, DistillConfig(), student_init=phase1.student.state_dict())
+    lcd = ReferenceLCM(tiny_video, DistillConfig(), student_init=phase1.student.state_dict())
     name, p = next(iter(phase1.student.named_parameters()))
     torch.testing.assert_close(dict(lcd.student.named_parameters())[name], p)
     torch.testing.assert_close(dict(lcd.target.named_parameters())[name], p)
     with pytest.raises(ValueError, match="does not fit"):
-        ReferenceLCD(tiny_video, DistillConfig(), student_init={"nonsense.weight": torch.zeros(1)})
+        ReferenceLCM(tiny_video, DistillConfig(), student_init={"nonsense.weight": torch.zeros(1)})
 
 
 def test_low_precision_runs_teacher_in_bf16(tiny):
     model = ChampModel.build("tiny")
     model.load_state_dict(tiny.state_dict())
-    exact = ReferenceLCD(tiny, DistillConfig())
-    low = ReferenceLCD(model, DistillConfig(low_precision=True))
+    exact = ReferenceLCM(tiny, DistillConfig())
+    low = ReferenceLCM(model, DistillConfig(low_precision=True))
     assert next(low.teacher.parameters()).dtype == torch.bfloat16
     assert next(low.target.parameters()).dtype == torch.float32  # EMA master weights stay fp32
     batch = frame_batch(tiny)
@@ -273,7 +294,9 @@ def test_sampler_matches_manual_lcm_loop(tiny):
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
         bank = tiny.reference_unet(torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 1, 32, generator=g))
-        feats = tiny.guidance_encoders({k: torch.rand(2, 3, 64, 64, generator=g) for k in tiny.config.guidance_types})
+        feats = tiny.guidance_encoders(
+            {k: torch.rand(2, 3, 64, 64, generator=g) for k in tiny.config.guidance_types}
+        )
     cond = Conditioning(torch.randn(2, 1, 32, generator=g), bank, feats)
     unet = tiny.denoising_unet
     for steps in (1, 2, 4):
@@ -295,16 +318,21 @@ def test_shared_renoise_uses_one_noise_image_per_clip(tiny_video):
     g = torch.Generator().manual_seed(4)
     frames = 3
     with torch.no_grad():
-        bank = tiny_video.reference_unet(torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 1, 32, generator=g))
-        guidance = {k: torch.rand(1, 3, frames, 64, 64, generator=g) for k in tiny_video.config.guidance_types}
+        bank = tiny_video.reference_unet(
+            torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 1, 32, generator=g)
+        )
+        guidance = {
+            k: torch.rand(1, 3, frames, 64, 64, generator=g) for k in tiny_video.config.guidance_types
+        }
         feats = tiny_video.guidance_encoders(guidance)
     cond = Conditioning(torch.randn(1, 1, 32, generator=g), bank, feats)
     unet = tiny_video.denoising_unet
     shape = (1, 4, frames, 8, 8)
     start = torch.randn(shape, generator=g)
     state = torch.get_rng_state()
-    ours = sample_student(tiny_video, unet, cond, shape, 2, torch.Generator().manual_seed(9), latents=start,
-                          renoise="shared")
+    ours = sample_student(
+        tiny_video, unet, cond, shape, 2, torch.Generator().manual_seed(9), latents=start, renoise="shared"
+    )
     assert torch.equal(torch.get_rng_state(), state)  # no global draws
     # by hand: x0 at t=999, re-noised to t=499 with one (1,4,1,8,8) image broadcast over frames, x0 at t=499
     scheduler = NoiseSchedule().lcm()
@@ -319,7 +347,9 @@ def test_shared_renoise_uses_one_noise_image_per_clip(tiny_video):
         v = tiny_video.predict(unet, x, torch.full((1,), 499), cond)
         expected = scheduler.step(v, 499, x).prev_sample
     torch.testing.assert_close(ours, expected, rtol=0, atol=0)
-    independent = sample_student(tiny_video, unet, cond, shape, 2, torch.Generator().manual_seed(9), latents=start)
+    independent = sample_student(
+        tiny_video, unet, cond, shape, 2, torch.Generator().manual_seed(9), latents=start
+    )
     assert not torch.equal(ours, independent)
     with pytest.raises(ValueError, match="clip latents"):
         sample_student(tiny_video, unet, cond, (1, 4, 8, 8), 2, renoise="shared")

@@ -22,7 +22,9 @@ def _weights_folder(tmp_path, with_video=False):
     torch.save(vgg, tmp_path / "vgg16-397923af.pth")
     heads = {k: v.abs() for k, v in lp.state_dict().items() if k.startswith("lin")}
     torch.save(heads, tmp_path / "lpips_vgg_v0.1.pth")
-    inception = {k: v for k, v in FIDInceptionV3().state_dict().items() if not k.endswith("num_batches_tracked")}
+    inception = {
+        k: v for k, v in FIDInceptionV3().state_dict().items() if not k.endswith("num_batches_tracked")
+    }
     torch.save(inception, tmp_path / "pt_inception-2015-12-05-6726825d.pth")
     if with_video:
         for name in METRIC_FILES["fid_vid"] + METRIC_FILES["fvd"]:

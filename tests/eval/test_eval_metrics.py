@@ -12,8 +12,20 @@ from cosec.eval import metrics as M
 
 # RGB pixels and the grey values cv2.cvtColor(BGR2GRAY) gives for them (OpenCV 5.0, same table as 4.x);
 # the last three are where a 14-bit table or float rounding would be off by one.
-CV_PIXELS = [[139, 74, 229], [241, 169, 65], [6, 160, 149], [106, 38, 175], [188, 205, 175], [229, 98, 249],
-             [10, 148, 95], [86, 147, 198], [66, 39, 106], [0, 0, 250], [0, 1, 201], [0, 4, 168]]
+CV_PIXELS = [
+    [139, 74, 229],
+    [241, 169, 65],
+    [6, 160, 149],
+    [106, 38, 175],
+    [188, 205, 175],
+    [229, 98, 249],
+    [10, 148, 95],
+    [86, 147, 198],
+    [66, 39, 106],
+    [0, 0, 250],
+    [0, 1, 201],
+    [0, 4, 168],
+]
 CV_GREY = [111, 179, 113, 74, 196, 154, 101, 135, 55, 28, 23, 21]
 
 
@@ -92,8 +104,12 @@ def test_jitter_flicker_and_frozen_motion():
     frozen = np.repeat(gt[:1], 4, axis=0)
     j_flicker, j_frozen = M.video_metrics(flicker, gt)["jitter"], M.video_metrics(frozen, gt)["jitter"]
     assert j_flicker > 3 and j_frozen > 3
-    expected = np.mean(np.abs(np.diff(M.rgb_to_grey(frozen).astype(float), axis=0)
-                              - np.diff(M.rgb_to_grey(gt).astype(float), axis=0)))
+    expected = np.mean(
+        np.abs(
+            np.diff(M.rgb_to_grey(frozen).astype(float), axis=0)
+            - np.diff(M.rgb_to_grey(gt).astype(float), axis=0)
+        )
+    )
     assert j_frozen == pytest.approx(expected)
     assert M.video_metrics(gt[:1], gt[:1])["jitter"] is None
     maps = M.frame_difference_maps(gt)

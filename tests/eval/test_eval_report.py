@@ -8,7 +8,15 @@ from PIL import Image
 
 from cosec.eval import report as R
 
-BASE = {"ssim": 0.7, "psnr": 20.0, "l1": 1e-4, "ssim_person": 0.6, "psnr_person": 18.0, "hf_ratio": 0.9, "jitter": 3.0}
+BASE = {
+    "ssim": 0.7,
+    "psnr": 20.0,
+    "l1": 1e-4,
+    "ssim_person": 0.6,
+    "psnr_person": 18.0,
+    "hf_ratio": 0.9,
+    "jitter": 3.0,
+}
 
 
 def _table() -> R.MetricsTable:
@@ -70,7 +78,9 @@ def test_markdown_tables():
     assert order.index("Reference frame") < order.index("Champ (teacher)") < order.index("CoSeC-LCD")
     assert "- lpips: backbone weights not provided (reference@0)" in md
     ab = R.ablation_markdown(t)
-    labels = [ln.split("|")[1].strip() for ln in ab.splitlines() if ln.startswith("| ") and "variant" not in ln]
+    labels = [
+        ln.split("|")[1].strip() for ln in ab.splitlines() if ln.startswith("| ") and "variant" not in ln
+    ]
     assert labels == ["ReferenceLCM", "+ spatial ETA", "+ spatial CoNS", "+ temporal ETA"]
     assert "tiktok" not in ab
 
@@ -81,8 +91,13 @@ def test_figures(tmp_path):
     assert Image.open(plot).size[0] > 400
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (4, 24, 32, 3), dtype=np.uint8)
-    row = {"reference": frames[0], "pose": frames[1], "ground truth": frames[2], "teacher": frames[3],
-           "student": frames[0][..., 0]}
+    row = {
+        "reference": frames[0],
+        "pose": frames[1],
+        "ground truth": frames[2],
+        "teacher": frames[3],
+        "student": frames[0][..., 0],
+    }
     grid = Image.open(R.save_sample_grid([row, row], tmp_path / "grid.png"))
     assert grid.size == (5 * 32, 14 + 2 * 24)
     assert np.array_equal(np.asarray(grid)[14:38, 64:96], frames[2])  # third column is the ground truth

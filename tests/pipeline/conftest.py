@@ -14,18 +14,35 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 SMOKE = {
-    "synth": {"resolution": 64, "frames_per_video": 8, "train_videos": 4, "train_subjects": 2,
-              "test_videos": {"dance": 1, "fashion": 1, "wild": 1}, "supersample": 1},
+    "synth": {
+        "resolution": 64,
+        "frames_per_video": 8,
+        "train_videos": 4,
+        "train_subjects": 2,
+        "test_videos": {"dance": 1, "fashion": 1, "wild": 1},
+        "supersample": 1,
+    },
     "frames": {"resolution": 64},
     "guidance": {"contact_frames": 2},
     "common": {"threads": 1, "run": {"checkpoint_every": 1, "log_every": 1, "progress": False}},
-    "teacher": {"vae": {"steps": 2, "batch_size": 4}, "stage1": {"steps": 2, "batch_size": 2},
-                "stage2": {"steps": 1, "batch_size": 1, "num_frames": 4}},
+    "teacher": {
+        "vae": {"steps": 2, "batch_size": 4},
+        "stage1": {"steps": 2, "batch_size": 2},
+        "stage2": {"steps": 1, "batch_size": 1, "num_frames": 4},
+    },
     "phase1": {"loss": {"steps": 2}, "data": {"batch_size": 1}},
     "phase2": {"loss": {"steps": 2}, "data": {"batch_size": 1, "num_frames": 4}},
-    "evaluate": {"benchmark": {"teacher_steps": [2], "teacher_nocfg_steps": [2], "student_steps": [1, 2],
-                               "max_videos": 1, "max_frames": 3, "min_gap": 4}},
-    "ablation": {"benchmark": {"max_videos": 1, "max_frames": 3, "min_gap": 4}},
+    "evaluate": {
+        "protocol": {
+            "teacher_steps": [2],
+            "teacher_nocfg_steps": [2],
+            "student_steps": [1, 2],
+            "max_videos": 1,
+            "max_frames": 3,
+            "min_gap": 4,
+        }
+    },
+    "ablation": {"protocol": {"max_videos": 1, "max_frames": 3, "min_gap": 4}},
 }
 
 
@@ -55,8 +72,9 @@ def project_env(session_home) -> dict:
 def smoke_project(tmp_path_factory, project_env) -> Path:
     """The project's files (tracked and untracked, not ignored) in a fresh git repo, smoke params, repro'd."""
     dest = tmp_path_factory.mktemp("project") / "cosec-lcd"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for name in files:
         src = REPO / name
         if src.is_file() and not name.startswith(("reports/", "data/", "models/")):
@@ -64,8 +82,11 @@ def smoke_project(tmp_path_factory, project_env) -> Path:
             shutil.copy2(src, dest / name)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     (dest / "params.yaml").write_text(yaml.safe_dump(_merge(params, SMOKE), sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "smoke"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "smoke"],
+    ):
         run(cmd, dest, project_env)
     run([sys.executable, "-m", "dvc", "repro"], dest, project_env)
     return dest

@@ -22,13 +22,20 @@ STAGES = ["synth", "frames", "guidance", "index", "teacher", "phase1", "phase2",
 def test_whole_dag_writes_every_output_and_the_metrics_contract(smoke_project: Path):
     lock = yaml.safe_load((smoke_project / "dvc.lock").read_text())
     assert sorted(lock["stages"]) == sorted(STAGES)
-    for out in ("models/teacher/model.safetensors", "models/phase1/model.safetensors",
-                "models/student/model.safetensors", "data/index.parquet", "reports/summary/metrics.md"):
+    for out in (
+        "models/teacher/model.safetensors",
+        "models/phase1/model.safetensors",
+        "models/student/model.safetensors",
+        "data/index.parquet",
+        "reports/summary/metrics.md",
+    ):
         assert (smoke_project / out).is_file(), out
     metrics = json.loads((smoke_project / "reports/metrics.json").read_text())
     assert sorted(metrics) == ["dance", "fashion", "wild"]
     for split, entries in metrics.items():
-        assert {"reference@0", "teacher@2", "teacher_nocfg@2", "student@1", "student@2"} <= set(entries), split
+        assert {"reference@0", "teacher@2", "teacher_nocfg@2", "student@1", "student@2"} <= set(entries), (
+            split
+        )
         for key, values in entries.items():
             for name in ("ssim", "psnr", "l1", "ssim_person", "psnr_person"):
                 assert isinstance(values[name], float), (split, key, name)
@@ -42,18 +49,26 @@ def test_mlflow_holds_each_stage_with_loss_components_and_tables(smoke_project: 
     con = sqlite3.connect(db)
     stages = {tag for (tag,) in con.execute("select value from tags where key = 'cosec.stage'")}
     assert {"teacher", "phase1", "phase2", "evaluate"} <= stages
-    keys = {k for (k,) in con.execute(
-        "select distinct m.key from metrics m join tags t on m.run_uuid = t.run_uuid "
-        "where t.key = 'cosec.stage' and t.value = 'phase1'")}
+    keys = {
+        k
+        for (k,) in con.execute(
+            "select distinct m.key from metrics m join tags t on m.run_uuid = t.run_uuid "
+            "where t.key = 'cosec.stage' and t.value = 'phase1'"
+        )
+    }
     assert {"loss", "loss_cd", "loss_eta", "loss_cons", "loss_tmp", "lr"} <= keys
     commits = {v for (v,) in con.execute("select value from tags where key = 'mlflow.source.git.commit'")}
     assert commits, "runs are not linked to a git commit"
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=project_env["MLFLOW_TRACKING_URI"])
-    (run_id,) = [r for (r,) in con.execute(
-        "select r.run_uuid from runs r join tags t on r.run_uuid = t.run_uuid "
-        "where t.key = 'cosec.stage' and t.value = 'evaluate' order by r.start_time desc limit 1")]
+    (run_id,) = [
+        r
+        for (r,) in con.execute(
+            "select r.run_uuid from runs r join tags t on r.run_uuid = t.run_uuid "
+            "where t.key = 'cosec.stage' and t.value = 'evaluate' order by r.start_time desc limit 1"
+        )
+    ]
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"metrics_dance.json", "metrics_fashion.json", "metrics_wild.json"} <= artifacts
 
@@ -73,8 +88,9 @@ def test_a_phase2_parameter_change_reruns_only_what_follows(smoke_project: Path,
         run([sys.executable, "-m", "dvc", "repro"], smoke_project, project_env)
 
 
-def _stage_on_two_workers(project: Path, env: dict, namespace: list[str], tmp_path: Path, section: str,
-                          out: str, stage_args: str) -> None:
+def _stage_on_two_workers(
+    project: Path, env: dict, namespace: list[str], tmp_path: Path, section: str, out: str, stage_args: str
+) -> None:
     """Run one stage script with common.run.num_workers = 2 (and `section.out` = out) in the loopback namespace."""
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["common"]["run"]["num_workers"] = 2
@@ -86,9 +102,18 @@ def _stage_on_two_workers(project: Path, env: dict, namespace: list[str], tmp_pa
 
 
 @pytest.mark.ray
-def test_teacher_stage_trains_on_two_ray_workers(smoke_project: Path, project_env, loopback_namespace, tmp_path):
-    _stage_on_two_workers(smoke_project, project_env, loopback_namespace, tmp_path, "teacher",
-                          "models/teacher_ray", "stages/teacher.py")
+def test_teacher_stage_trains_on_two_ray_workers(
+    smoke_project: Path, project_env, loopback_namespace, tmp_path
+):
+    _stage_on_two_workers(
+        smoke_project,
+        project_env,
+        loopback_namespace,
+        tmp_path,
+        "teacher",
+        "models/teacher_ray",
+        "stages/teacher.py",
+    )
     from cosec.models import ChampModel
 
     model = ChampModel.from_pretrained(smoke_project / "models/teacher_ray")
@@ -99,8 +124,15 @@ def test_teacher_stage_trains_on_two_ray_workers(smoke_project: Path, project_en
 
 @pytest.mark.ray
 def test_phase1_distils_on_two_ray_workers(smoke_project: Path, project_env, loopback_namespace, tmp_path):
-    _stage_on_two_workers(smoke_project, project_env, loopback_namespace, tmp_path, "phase1",
-                          "models/phase1_ray", "stages/distill_phase.py 1")
+    _stage_on_two_workers(
+        smoke_project,
+        project_env,
+        loopback_namespace,
+        tmp_path,
+        "phase1",
+        "models/phase1_ray",
+        "stages/distill_phase.py 1",
+    )
     from cosec.models import ChampModel
 
     ray_student = ChampModel.from_pretrained(smoke_project / "models/phase1_ray").denoising_unet.state_dict()

@@ -26,11 +26,20 @@ def _free_port() -> int:
 @pytest.fixture
 def prefect_server(project_env, tmp_path):
     port = _free_port()
-    env = dict(project_env, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-               PREFECT_UI_ENABLED="false", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env = dict(
+        project_env,
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_UI_ENABLED="false",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 120
         while True:
@@ -41,7 +50,9 @@ def prefect_server(project_env, tmp_path):
             except OSError:
                 pass
             if server.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"Prefect server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"Prefect server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}"
+                )
             time.sleep(1)
         yield env
     finally:
@@ -58,7 +69,10 @@ def test_deployment_phase2_runs_to_completed(smoke_project: Path, prefect_server
     run(prefect + ["deployment", "run", "distill/phase2"], smoke_project, env)
     run(prefect + ["worker", "start", "--pool", "cosec-local", "--run-once"], smoke_project, env, timeout=600)
 
-    out = run(prefect + ["flow-run", "ls", "--flow-name", "distill", "--limit", "1", "--output", "json"],
-              smoke_project, env).stdout
+    out = run(
+        prefect + ["flow-run", "ls", "--flow-name", "distill", "--limit", "1", "--output", "json"],
+        smoke_project,
+        env,
+    ).stdout
     runs = json.loads(out)
     assert runs and runs[0]["state"]["type"] == "COMPLETED", runs

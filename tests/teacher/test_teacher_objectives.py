@@ -9,8 +9,11 @@ def _batch(b=2, f=None, res=64):
     g = torch.Generator().manual_seed(1)
     shape = (b, 3, res, res) if f is None else (b, 3, f, res, res)
     guid = {k: torch.rand(shape, generator=g) for k in ("depth", "normal", "semantic_map", "dwpose")}
-    return {"pixel_values": torch.rand(shape, generator=g) * 2 - 1,
-            "ref_pixels": torch.rand((b, 3, res, res), generator=g) * 2 - 1, "guidance": guid}
+    return {
+        "pixel_values": torch.rand(shape, generator=g) * 2 - 1,
+        "ref_pixels": torch.rand((b, 3, res, res), generator=g) * 2 - 1,
+        "guidance": guid,
+    }
 
 
 def test_denoising_loss_is_mse_to_the_v_target():
@@ -91,9 +94,14 @@ def test_vae_trainer_reduces_reconstruction_and_calibration_gives_unit_std():
 def test_vae_trainer_weights_its_terms_and_can_decode_the_posterior_mean():
     torch.manual_seed(0)
     model = ChampModel.build("tiny")
-    x = {"pixel_values": torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8) * 2 - 1, size=64, mode="bilinear")}
-    mean_only = VAETrainer(model.vae, kl_weight=0.0, grad_weight=0.5, l1_weight=0.5, mse_weight=4.0,
-                           sample_posterior=False)
+    x = {
+        "pixel_values": torch.nn.functional.interpolate(
+            torch.rand(2, 3, 8, 8) * 2 - 1, size=64, mode="bilinear"
+        )
+    }
+    mean_only = VAETrainer(
+        model.vae, kl_weight=0.0, grad_weight=0.5, l1_weight=0.5, mse_weight=4.0, sample_posterior=False
+    )
     with torch.no_grad():
         loss, parts = mean_only(x)
         again, _ = mean_only(x)
@@ -126,9 +134,13 @@ def test_teacher_part_folders_continue_a_longer_part_and_restart_what_follows(tm
     base = TeacherConfig()
     longer = replace(base, stage1=replace(base.stage1, steps=base.stage1.steps * 2))
     faster = replace(base, stage1=replace(base.stage1, lr=base.stage1.lr * 2))
-    dirs = {name: {cfg: part_dir(tmp_path, c, name) for cfg, c in (("base", base), ("longer", longer),
-                                                                     ("faster", faster))}
-            for name in ("vae", "stage1", "stage2")}
+    dirs = {
+        name: {
+            cfg: part_dir(tmp_path, c, name)
+            for cfg, c in (("base", base), ("longer", longer), ("faster", faster))
+        }
+        for name in ("vae", "stage1", "stage2")
+    }
     assert len(set(dirs["vae"].values())) == 1  # nothing before the VAE changed
     assert dirs["stage1"]["longer"] == dirs["stage1"]["base"] != dirs["stage1"]["faster"]
     assert len(set(dirs["stage2"].values())) == 3  # stage 2 follows any change of stage 1

@@ -24,11 +24,19 @@ def _loop(config: dict) -> dict:
     def step_fn(batch):
         return (net(batch) - 1).pow(2).mean()
 
-    result = train(step_fn, lambda start: iter(lambda: torch.ones(4, 3), None), model.parameters(),
-                   TrainConfig(max_steps=config["steps"], out_dir=config["out"], lr=0.1, progress=False),
-                   state={"model": model})
-    return {"step": result.step, "rank": distributed.rank(), "world_size": distributed.world_size(),
-            "loss": result.last_logs["loss"]}
+    result = train(
+        step_fn,
+        lambda start: iter(lambda: torch.ones(4, 3), None),
+        model.parameters(),
+        TrainConfig(max_steps=config["steps"], out_dir=config["out"], lr=0.1, progress=False),
+        state={"model": model},
+    )
+    return {
+        "step": result.step,
+        "rank": distributed.rank(),
+        "world_size": distributed.world_size(),
+        "loss": result.last_logs["loss"],
+    }
 
 
 def test_single_worker_runs_in_process(tmp_path):
@@ -39,7 +47,7 @@ def test_single_worker_runs_in_process(tmp_path):
         distributed.run(_loop, {}, num_workers=0)
 
 
-RAY_JOB = textwrap.dedent('''
+RAY_JOB = textwrap.dedent("""
     import json, sys
     import torch
     import torch.distributed as dist
@@ -74,7 +82,7 @@ RAY_JOB = textwrap.dedent('''
     if __name__ == "__main__":
         out = distributed.run(loop, {"out": sys.argv[1]}, num_workers=2, storage_path=sys.argv[2])
         print("RESULT " + json.dumps(out))
-''')
+""")
 
 
 @pytest.mark.ray
@@ -90,4 +98,9 @@ def test_two_worker_ray_run_in_loopback_namespace(tmp_path, loopback_namespace):
     out = json.loads(lines[-1].removeprefix("RESULT "))
     assert out == {"world_size": 2, "rank": 0, "step": 10, "in_sync": 1}
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
-    assert ckpts == ["ckpt-00000005.pt", "ckpt-00000005.rank1.rng.pt", "ckpt-00000010.pt", "ckpt-00000010.rank1.rng.pt"]
+    assert ckpts == [
+        "ckpt-00000005.pt",
+        "ckpt-00000005.rank1.rng.pt",
+        "ckpt-00000010.pt",
+        "ckpt-00000010.rank1.rng.pt",
+    ]

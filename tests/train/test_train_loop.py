@@ -27,7 +27,10 @@ def test_loss_decreases_and_checkpoints_are_pruned(tmp_path):
     assert {"loss", "loss_mse", "grad_norm", "lr"} <= set(result.last_logs)
     # keep_last=2: only the newest two remain, and no temp files are left behind
     assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [35, 40]
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["ckpt-00000035.pt", "ckpt-00000040.pt"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "ckpt-00000035.pt",
+        "ckpt-00000040.pt",
+    ]
 
 
 def test_finished_run_resumes_as_noop(tmp_path):
@@ -55,8 +58,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     marker = tmp_path / "marker"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(Path(__file__).parent)])}
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "train_toy.py"), str(killed), "20", "12",
-                             str(marker)], env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "train_toy.py"), str(killed), "20", "12", str(marker)],
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 90
         while not marker.exists():
@@ -100,9 +105,13 @@ def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in blob["state"]["model"].values())
     # and training resumes from it once the cause is gone
     fresh = train_toy.make_model()
-    result = train(train_toy.step_fn_for(fresh), train_toy.batches, fresh.parameters(),
-                   TrainConfig(max_steps=7, out_dir=str(tmp_path), lr=0.01, checkpoint_every=5, progress=False),
-                   state={"model": fresh})
+    result = train(
+        train_toy.step_fn_for(fresh),
+        train_toy.batches,
+        fresh.parameters(),
+        TrainConfig(max_steps=7, out_dir=str(tmp_path), lr=0.01, checkpoint_every=5, progress=False),
+        state={"model": fresh},
+    )
     assert result.resumed_from == 5 and result.step == 7
 
 
@@ -121,16 +130,24 @@ def test_gradient_accumulation_matches_large_batch(tmp_path):
                 g = torch.Generator().manual_seed(step)
                 x = torch.randn(16, 4, generator=g)
                 for chunk in range(accum):
-                    xs = x[chunk * micro:(chunk + 1) * micro]
+                    xs = x[chunk * micro : (chunk + 1) * micro]
                     yield xs, xs @ train_toy.TRUE_W
 
-        cfg = TrainConfig(max_steps=6, out_dir=str(tmp_path / f"m{micro}a{accum}"), lr=0.05, grad_accum=accum,
-                          clip_grad_norm=None, progress=False)
+        cfg = TrainConfig(
+            max_steps=6,
+            out_dir=str(tmp_path / f"m{micro}a{accum}"),
+            lr=0.05,
+            grad_accum=accum,
+            clip_grad_norm=None,
+            progress=False,
+        )
         train(step_fn, data, model.parameters(), cfg, state={"model": model})
         return model
 
     big, small = run(16, 1), run(4, 4)
-    assert torch.allclose(big.weight, small.weight, atol=1e-10) and torch.allclose(big.bias, small.bias, atol=1e-10)
+    assert torch.allclose(big.weight, small.weight, atol=1e-10) and torch.allclose(
+        big.bias, small.bias, atol=1e-10
+    )
     assert not torch.allclose(big.weight, run(4, 1).weight, atol=1e-4)  # a smaller batch really differs
 
 
@@ -140,9 +157,15 @@ def test_iterable_data_is_skipped_on_resume(tmp_path):
 
     def run(out, steps):
         model = train_toy.make_model()
-        train(train_toy.step_fn_for(model), data(), model.parameters(),
-              TrainConfig(max_steps=steps, out_dir=str(out), lr=0.01, checkpoint_every=3, progress=False, seed=1),
-              state={"model": model})
+        train(
+            train_toy.step_fn_for(model),
+            data(),
+            model.parameters(),
+            TrainConfig(
+                max_steps=steps, out_dir=str(out), lr=0.01, checkpoint_every=3, progress=False, seed=1
+            ),
+            state={"model": model},
+        )
         return model
 
     run(tmp_path / "r", 6)
@@ -160,15 +183,28 @@ def test_config_and_state_errors(tmp_path):
         Trainer(TrainConfig(max_steps=1, out_dir=str(tmp_path)), lambda b: b, [])
     data = functools.partial(train_toy.batches, micro=2)
     with pytest.raises(RuntimeError, match="ran out"):
-        train(lambda b: model(b[0][:, :2]).mean(), lambda s: iter([next(data(s))]), model.parameters(),
-              TrainConfig(max_steps=3, out_dir=str(tmp_path / "x"), progress=False))
+        train(
+            lambda b: model(b[0][:, :2]).mean(),
+            lambda s: iter([next(data(s))]),
+            model.parameters(),
+            TrainConfig(max_steps=3, out_dir=str(tmp_path / "x"), progress=False),
+        )
     # a checkpoint without the requested state names the file and the missing key
-    train(lambda b: model(b[0][:, :2]).mean(), data, model.parameters(),
-          TrainConfig(max_steps=1, out_dir=str(tmp_path / "y"), progress=False), state={"model": model})
+    train(
+        lambda b: model(b[0][:, :2]).mean(),
+        data,
+        model.parameters(),
+        TrainConfig(max_steps=1, out_dir=str(tmp_path / "y"), progress=False),
+        state={"model": model},
+    )
     with pytest.raises(ValueError, match="no state for \\['other'\\]"):
-        train(lambda b: model(b[0][:, :2]).mean(), data, model.parameters(),
-              TrainConfig(max_steps=2, out_dir=str(tmp_path / "y"), progress=False),
-              state={"model": model, "other": nn.Linear(1, 1)})
+        train(
+            lambda b: model(b[0][:, :2]).mean(),
+            data,
+            model.parameters(),
+            TrainConfig(max_steps=2, out_dir=str(tmp_path / "y"), progress=False),
+            state={"model": model, "other": nn.Linear(1, 1)},
+        )
 
 
 def test_corrupt_checkpoint_is_named(tmp_path):

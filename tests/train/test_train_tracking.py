@@ -12,7 +12,11 @@ from cosec.train.tracking import flatten_params
 
 
 def test_flatten_params():
-    assert flatten_params({"a": {"b": 1, "c": {"d": (1, 2)}}, "e": None}) == {"a.b": "1", "a.c.d": "(1, 2)", "e": "None"}
+    assert flatten_params({"a": {"b": 1, "c": {"d": (1, 2)}}, "e": None}) == {
+        "a.b": "1",
+        "a.c.d": "(1, 2)",
+        "e": "None",
+    }
 
 
 @pytest.mark.slow
@@ -22,8 +26,13 @@ def test_mlflow_tracker_records_params_metrics_tables_images(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = MLflowTracker("cosec-test", stage="phase1", tracking_uri=uri, tags={"variant": "eta"})
     model = nn.Linear(2, 1)
-    train(lambda b: (model(b) - 1).pow(2).mean(), lambda s: iter(lambda: torch.ones(3, 2), None), model.parameters(),
-          TrainConfig(max_steps=6, out_dir=str(tmp_path / "run"), lr=0.1, log_every=2, progress=False), tracker=tracker)
+    train(
+        lambda b: (model(b) - 1).pow(2).mean(),
+        lambda s: iter(lambda: torch.ones(3, 2), None),
+        model.parameters(),
+        TrainConfig(max_steps=6, out_dir=str(tmp_path / "run"), lr=0.1, log_every=2, progress=False),
+        tracker=tracker,
+    )
     tracker.log_table({"model": ["student", "teacher"], "ssim": [0.7, 0.8]}, "metrics_table")
     tracker.log_image(np.zeros((8, 8, 3), dtype=np.uint8), "grid")
     tracker.close()
@@ -50,7 +59,9 @@ def test_mlflow_tracker_records_params_metrics_tables_images(tmp_path):
 
 
 def test_non_zero_rank_tracker_records_nothing(tmp_path):
-    tracker = MLflowTracker("cosec-test", stage="phase1", tracking_uri=f"sqlite:///{tmp_path / 'x.db'}", rank=1)
+    tracker = MLflowTracker(
+        "cosec-test", stage="phase1", tracking_uri=f"sqlite:///{tmp_path / 'x.db'}", rank=1
+    )
     tracker.log_metrics({"loss": 1.0}, step=1)
     tracker.close()
     assert tracker.run_id is None and not (tmp_path / "x.db").exists()

@@ -62,15 +62,31 @@ def run(out_dir: Path, max_steps: int, hang_after: int | None = None, marker: Pa
     ema = Ema(model)
     callbacks = [ema.update]
     if hang_after is not None:
+
         def hang(step: int, logs: dict) -> None:
             if step == hang_after:
                 marker.write_text(str(step))
                 time.sleep(120)  # the test kills us here with SIGKILL
+
         callbacks.append(hang)
-    config = TrainConfig(max_steps=max_steps, out_dir=str(out_dir), lr=0.05, checkpoint_every=5, keep_last=2,
-                         clip_grad_norm=10.0, progress=False, seed=7)
-    result = train(step_fn_for(model), batches, model.parameters(), config, state={"model": model, "ema": ema},
-                   callbacks=callbacks)
+    config = TrainConfig(
+        max_steps=max_steps,
+        out_dir=str(out_dir),
+        lr=0.05,
+        checkpoint_every=5,
+        keep_last=2,
+        clip_grad_norm=10.0,
+        progress=False,
+        seed=7,
+    )
+    result = train(
+        step_fn_for(model),
+        batches,
+        model.parameters(),
+        config,
+        state={"model": model, "ema": ema},
+        callbacks=callbacks,
+    )
     return model, ema, result
 
 

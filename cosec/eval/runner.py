@@ -1,4 +1,4 @@
-"""The benchmark runner: teacher at N DDIM steps (CFG as Champ, and without CFG) and students at N
+"""The evaluation runner: teacher at N DDIM steps (CFG as Champ, and without CFG) and students at N
 LCM steps, on the same references, poses and initial noise, scored with the DisCo protocol."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from cosec.models import ChampModel
 
 
 @dataclass
-class BenchmarkConfig:
+class EvalProtocol:
     splits: list[str] = field(default_factory=lambda: ["dance", "fashion", "wild"])
     teacher_steps: list[int] = field(default_factory=lambda: [2, 4, 6, 8, 20])
     teacher_nocfg_steps: list[int] = field(default_factory=lambda: [2, 20])
@@ -32,12 +32,16 @@ class BenchmarkConfig:
     reference: str = "least_overlap"  # or "first" (frame 0); see docs/evaluation.md
     seed: int = 0
     student_renoise: str = "independent"  # LCM re-noising between steps: "independent" per frame, or "shared"
-    weights_dir: str | None = None  # backbone weights for LPIPS / FID (missing: reported null with the reason)
+    weights_dir: str | None = (
+        None  # backbone weights for LPIPS / FID (missing: reported null with the reason)
+    )
     grid_frames: int = 4  # frames of the first video per split in the sample grid
 
     def __post_init__(self) -> None:
         if self.student_renoise not in RENOISE:  # fail at load time, not after the teacher rows
-            raise ValueError(f"BenchmarkConfig: student_renoise must be one of {RENOISE}, got {self.student_renoise!r}")
+            raise ValueError(
+                f"EvalProtocol: student_renoise must be one of {RENOISE}, got {self.student_renoise!r}"
+            )
 
 
 def to_uint8(pixels: torch.Tensor) -> np.ndarray:
@@ -47,21 +51,35 @@ def to_uint8(pixels: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def run_benchmark(teacher: ChampModel, students: dict[str, nn.Module], root, index: pd.DataFrame,
-                  cfg: BenchmarkConfig, progress: bool = True) -> tuple[MetricsTable, dict[str, list[dict]]]:
+def run_evaluation(
+    teacher: ChampModel,
+    students: dict[str, nn.Module],
+    root,
+    index: pd.DataFrame,
+    cfg: EvalProtocol,
+    progress: bool = True,
+) -> tuple[MetricsTable, dict[str, list[dict]]]:
     """Returns the metrics table and, per split, sample-grid rows (reference, pose, gt, teacher, student)."""
     backbones = Backbones(None if cfg.weights_dir is None else _weights(cfg.weights_dir))
     table = MetricsTable()
     grids: dict[str, list[dict]] = {}
     res = teacher.config.resolution
     for split in cfg.splits:
-        data = EvalDataset(root, index, split, max_frames=cfg.max_frames, resolution=res, min_gap=cfg.min_gap,
-                           reference=cfg.reference)
+        data = EvalDataset(
+            root,
+            index,
+            split,
+            max_frames=cfg.max_frames,
+            resolution=res,
+            min_gap=cfg.min_gap,
+            reference=cfg.reference,
+        )
         n = len(data) if cfg.max_videos <= 0 else min(cfg.max_videos, len(data))
         evaluators: dict[tuple[str, int], SplitEvaluator] = {}
 
-        def score(name: str, steps: int, pred: np.ndarray, gt: np.ndarray, masks: np.ndarray,
-                  evaluators=evaluators) -> None:
+        def score(
+            name: str, steps: int, pred: np.ndarray, gt: np.ndarray, masks: np.ndarray, evaluators=evaluators
+        ) -> None:
             evaluators.setdefault((name, steps), SplitEvaluator(backbones)).add_video(pred, gt, masks)
 
         for v in tqdm(range(n), desc=f"evaluate {split}", disable=not progress):
@@ -77,19 +95,35 @@ def run_benchmark(teacher: ChampModel, students: dict[str, nn.Module], root, ind
             outputs: dict[str, np.ndarray] = {}
             score("reference", 0, np.repeat(to_uint8(ref[:, None]), frames, axis=0), gt, masks)
             for steps in cfg.teacher_steps:
-                lat = sample_teacher(teacher, cond, shape, num_steps=steps, guidance_scale=cfg.guidance_scale,
-                                     latents=noise.clone())
+                lat = sample_teacher(
+                    teacher,
+                    cond,
+                    shape,
+                    num_steps=steps,
+                    guidance_scale=cfg.guidance_scale,
+                    latents=noise.clone(),
+                )
                 outputs[f"teacher@{steps}"] = to_uint8(teacher.decode_latents(lat)[0])
                 score("teacher", steps, outputs[f"teacher@{steps}"], gt, masks)
             for steps in cfg.teacher_nocfg_steps:
-                lat = sample_teacher(teacher, cond, shape, num_steps=steps, guidance_scale=1.0, latents=noise.clone())
+                lat = sample_teacher(
+                    teacher, cond, shape, num_steps=steps, guidance_scale=1.0, latents=noise.clone()
+                )
                 score("teacher_nocfg", steps, to_uint8(teacher.decode_latents(lat)[0]), gt, masks)
             for name, unet in students.items():
                 for steps in cfg.student_steps:
                     # LCM re-noises between steps: a seeded generator gives every student the same draws
                     renoise = torch.Generator().manual_seed(cfg.seed * 100_003 + v + 50_000)
-                    lat = sample_student(teacher, unet, cond, shape, num_steps=steps, latents=noise.clone(),
-                                         generator=renoise, renoise=cfg.student_renoise)
+                    lat = sample_student(
+                        teacher,
+                        unet,
+                        cond,
+                        shape,
+                        num_steps=steps,
+                        latents=noise.clone(),
+                        generator=renoise,
+                        renoise=cfg.student_renoise,
+                    )
                     outputs[f"{name}@{steps}"] = to_uint8(teacher.decode_latents(lat)[0])
                     score(name, steps, outputs[f"{name}@{steps}"], gt, masks)
             if v == 0:
@@ -100,7 +134,7 @@ def run_benchmark(teacher: ChampModel, students: dict[str, nn.Module], root, ind
     return table, grids
 
 
-def _grid_rows(ref, guidance, gt, outputs, cfg: BenchmarkConfig, students) -> list[dict]:
+def _grid_rows(ref, guidance, gt, outputs, cfg: EvalProtocol, students) -> list[dict]:
     pick = np.linspace(0, len(gt) - 1, num=min(cfg.grid_frames, len(gt))).round().astype(int)
     teacher_key = f"teacher@{max(cfg.teacher_steps)}" if cfg.teacher_steps else None
     student_name = "student" if "student" in students else next(iter(students), None)

@@ -85,7 +85,9 @@ def video_params(spec: VideoSpec, cfg: SynthConfig) -> BodyParams:
     )
     base = np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.0), dist])
     transl = base[None] + rot.apply(motion.offset)
-    if cfg.travel > 0:  # a sideways drift across the frame (its own RNG: travel 0 leaves the videos as they were)
+    if (
+        cfg.travel > 0
+    ):  # a sideways drift across the frame (its own RNG: travel 0 leaves the videos as they were)
         drift = np.random.default_rng([spec.seed, 1]).uniform(-cfg.travel, cfg.travel)
         transl[:, 0] += drift * np.linspace(-1.0, 1.0, n)
     return BodyParams(
@@ -133,7 +135,7 @@ def render_video(
     return np.stack(frames), params
 
 
-def write_benchmark(cfg: SynthConfig, backend: str = "auto", log=print) -> list[VideoSpec]:
+def write_synthetic_data(cfg: SynthConfig, backend: str = "auto", log=print) -> list[VideoSpec]:
     """Render and write every video; each video folder appears atomically."""
     out = Path(cfg.out)
     body = AnnyBody(cache_dir=cfg.anny_cache)
@@ -162,5 +164,5 @@ __all__ = [
     "plan",
     "render_video",
     "video_params",
-    "write_benchmark",
+    "write_synthetic_data",
 ]
