@@ -17,6 +17,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "animate": "cosec.animate",
     "bench": "cosec.bench",
     "data": "cosec.data.cli",
+    "eval": "cosec.eval.cli",
 }
 
 
