@@ -15,15 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cosec.atomic import write_bytes_atomic
 from cosec.body.base import BodyParamError, BodyParams, check_finite, matrix_to_rotvec
 
 PARAM_SUFFIXES = (".npz", ".npy")
-
-
-def _atomic_bytes(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
 
 
 def save_frame_params(path: str | os.PathLike, params: BodyParams, frame: int) -> None:
@@ -36,7 +31,7 @@ def save_frame_params(path: str | os.PathLike, params: BodyParams, frame: int) -
         focal=np.float32(params.focal), render_res=np.asarray(params.render_res, np.int64),
         pose_bones=np.array(params.pose_bones, dtype=str),
     )  # fmt: skip
-    _atomic_bytes(Path(path), buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _as_rotvec(x: np.ndarray, joints: int | None, name: str, source: str) -> np.ndarray:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cosec.atomic import write_bytes_atomic
+
 MAP_FOLDERS: tuple[str, ...] = ("images", "depth", "normal", "semantic_map", "dwpose", "mask")
 
 
@@ -52,19 +54,6 @@ class Problems:
             write_json(rejects_path, {"stage": self.stage, "rejects": self.items})
         if self.items and on_error == "fail":
             raise DataError(self.message())
-
-
-def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

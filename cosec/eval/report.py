@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from cosec.atomic import atomic_write, write_json_atomic, write_text_atomic
 
 # Model names of reports/metrics.json, in table order. teacher_nocfg is the teacher sampled without
 # classifier-free guidance (the setting the student runs in).
@@ -145,29 +145,6 @@ class MetricsTable:
 # ---------------------------------------------------------------- files
 
 
-def _atomic(path: Path, write) -> Path:
-    """Run write(tmp_path) on a temp file beside path, then rename it over path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text_atomic(text: str, path: Path) -> Path:
-    return _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def write_json_atomic(obj, path: Path) -> Path:
-    return write_text_atomic(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
-
-
 def write_metrics_json(table: MetricsTable, path: Path) -> Path:
     """metrics.json in the section-4 schema, and the reasons for nulls in <stem>_notes.json beside it."""
     path = Path(path)
@@ -270,7 +247,7 @@ def _savefig(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     try:
-        return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     finally:
         plt.close(fig)
 
@@ -351,7 +328,7 @@ def save_sample_grid(
             if img.shape[:2] != (h, w):
                 raise ValueError(f"sample grid: row {i} {name} is {img.shape[:2]}, expected {(h, w)}")
             canvas.paste(Image.fromarray(img), (j * w, title + i * h))
-    return _atomic(path, lambda tmp: canvas.save(tmp, format="PNG"))
+    return atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
 
 
 def save_jitter_heatmap(videos: Mapping[str, np.ndarray], path: Path, max_pairs: int = 6) -> Path:

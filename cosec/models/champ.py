@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ from diffusers import AutoencoderKL
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from .checkpoint import WEIGHTS_NAME, assign_state, check_state, read_model_folder, write_model_folder
 from .config import ModelConfig, model_config
 from .guidance import GuidanceEncoders
 from .reference_attention import ReferenceBank
@@ -73,15 +75,29 @@ class ChampModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory, device="cpu", dtype: torch.dtype | None = None) -> ChampModel:
         """Load a checkpoint written by ``save_pretrained`` (safetensors + config.json)."""
-        from .checkpoint import from_pretrained
+        meta, cfg, state = read_model_folder(directory)
+        model = cls.build(cfg, motion_modules=meta["motion_modules"], device="meta")
+        source = str(Path(directory) / WEIGHTS_NAME)
+        check_state(model.state_dict(), state, source)
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        assign_state(model, state, source=source)
+        return model.to(device).eval()
 
-        return from_pretrained(directory, device=device, dtype=dtype)
+    def save_pretrained(self, directory) -> Path:
+        """Write ``config.json`` (model config + motion flag) and ``model.safetensors`` (atomically)."""
+        meta = {
+            "model_config": self.config.to_dict(),
+            "motion_modules": self.denoising_unet.has_motion_modules,
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+        return write_model_folder(directory, self.state_dict(), meta)
 
-    def save_pretrained(self, directory):
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically)."""
-        from .checkpoint import save_pretrained
-
-        return save_pretrained(self, directory)
+    def restore_buffers(self) -> None:
+        """Rebuild the non-persistent buffers a meta-built model lacks after loading (CLIP position ids)."""
+        emb = self.image_encoder.vision_model.embeddings
+        if emb.position_ids.is_meta:
+            emb.position_ids = torch.arange(emb.num_positions).expand((1, -1))
 
     @property
     def scaling_factor(self) -> float:

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_manifest(args: argparse.Namespace) -> int:
-    from .checkpoint import ChampCheckpointError, check_manifest
+    from .champ_release import ChampCheckpointError, check_manifest
 
     try:
         results = check_manifest(args.directory, args.config)
@@ -57,7 +57,7 @@ def _check_manifest(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .checkpoint import ChampCheckpointError, load_champ, save_pretrained
+    from .champ_release import ChampCheckpointError, load_champ
 
     motion = {"auto": None, "yes": True, "no": False}[args.motion]
     try:
@@ -65,7 +65,7 @@ def _import(args: argparse.Namespace) -> int:
     except ChampCheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    save_pretrained(model, args.destination)
+    model.save_pretrained(args.destination)
     n = sum(p.numel() for p in model.parameters())
     print(
         f"saved {args.destination} ({n:,} parameters, motion modules: {model.denoising_unet.has_motion_modules})"

@@ -272,7 +272,7 @@ def load_or_train_teacher(
     tracker: Tracker | None = None,
 ) -> ChampModel:
     if cfg.champ_dir:
-        from cosec.models.checkpoint import load_champ
+        from cosec.models.champ_release import load_champ
 
         return load_champ(cfg.champ_dir, config=size.build_config(), motion_modules=True)
     if run.num_workers > 1 or run.use_gpu:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from cosec.atomic import atomic_write
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
 
@@ -40,20 +40,8 @@ def latest_checkpoint(folder: Path, max_step: int | None = None) -> Path | None:
 
 
 def atomic_save(obj: Any, path: Path) -> Path:
-    """torch.save to a temp file in the same folder, fsync, then rename over path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """torch.save to a temp file beside path, fsync, then rename over path."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

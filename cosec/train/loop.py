@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from cosec.train import checkpoint as ckpt
+import cosec.train.checkpoint as ckpt
 from cosec.train.tracking import NullTracker, Tracker
 
 

@@ -9,14 +9,12 @@ import torch
 
 from cosec.cli import main as cosec_main
 from cosec.models import ChampModel
-from cosec.models.checkpoint import (
+from cosec.models.champ_release import (
     ChampCheckpointError,
     champ_state_dicts,
     check_manifest,
     export_champ,
-    from_pretrained,
     load_champ,
-    save_pretrained,
 )
 
 MANIFEST_FILES = [
@@ -94,7 +92,7 @@ def test_check_manifest_tolerates_variants_and_lists_mismatches(tiny, tmp_path, 
 
 
 def test_save_and_load_round_trip_identical(tiny_random, tmp_path, make_inputs):
-    save_pretrained(tiny_random, tmp_path / "ckpt")
+    tiny_random.save_pretrained(tmp_path / "ckpt")
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
     loaded = ChampModel.from_pretrained(tmp_path / "ckpt")
     assert loaded.denoising_unet.has_motion_modules
@@ -107,7 +105,7 @@ def test_save_and_load_round_trip_identical(tiny_random, tmp_path, make_inputs):
 
 
 def test_from_pretrained_rejects_wrong_keys(tiny, tmp_path):
-    save_pretrained(tiny, tmp_path / "ckpt")
+    tiny.save_pretrained(tmp_path / "ckpt")
     from safetensors.torch import load_file, save_file
 
     path = tmp_path / "ckpt" / "model.safetensors"
@@ -117,7 +115,7 @@ def test_from_pretrained_rejects_wrong_keys(tiny, tmp_path):
     with pytest.raises(
         ChampCheckpointError, match=r"model\.safetensors: missing keys \(1\): vae\.decoder\.conv_out\.bias"
     ):
-        from_pretrained(tmp_path / "ckpt")
+        ChampModel.from_pretrained(tmp_path / "ckpt")
 
 
 def test_champ_folder_import_round_trip(tiny_random, tmp_path, make_inputs, capsys):
