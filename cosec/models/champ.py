@@ -47,10 +47,14 @@ class Conditioning:
         return replace(self, bank=bank)
 
 
+ROLES = ("teacher", "student")
+
+
 class ChampModel(nn.Module):
     def __init__(self, config: ModelConfig, motion_modules: bool = False):
         super().__init__()
         self.config = config
+        self.role: str | None = None  # "student" (distilled, few-step LCM) / "teacher", as config.json says
         self.reference_unet = ReferenceUNet(config)
         self.denoising_unet = DenoisingUNet(config, motion_modules=motion_modules)
         self.guidance_encoders = GuidanceEncoders(
@@ -82,15 +86,23 @@ class ChampModel(nn.Module):
         if dtype is not None:
             state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         assign_state(model, state, source=source)
+        model.role = meta.get("role")  # absent in folders saved before roles were recorded: None
         return model.to(device).eval()
 
-    def save_pretrained(self, directory) -> Path:
-        """Write ``config.json`` (model config + motion flag) and ``model.safetensors`` (atomically)."""
+    def save_pretrained(self, directory, role: str | None = None) -> Path:
+        """Write ``config.json`` (model config + motion flag) and ``model.safetensors`` (atomically).
+
+        ``role`` ("student" for a distilled denoising UNet, "teacher") is recorded in config.json when given;
+        ``cosec animate`` picks its default sampler from it. Older folders simply lack the field."""
+        if role is not None and role not in ROLES:
+            raise ValueError(f"save_pretrained: role must be one of {ROLES}, got {role!r}")
         meta = {
             "model_config": self.config.to_dict(),
             "motion_modules": self.denoising_unet.has_motion_modules,
             "dtype": str(self.dtype).removeprefix("torch."),
         }
+        if role is not None:
+            meta["role"] = role
         return write_model_folder(directory, self.state_dict(), meta)
 
     def restore_buffers(self) -> None:
