@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from cosec.diffusion.schedule import NoiseSchedule
+from cosec.diffusion.windows import ContextWindows, Progress, WindowGuidance, windowed_predict
 
 RENOISE = ("independent", "shared")
 
@@ -27,6 +28,9 @@ def sample_student(
     schedule: NoiseSchedule | None = None,
     latents: torch.Tensor | None = None,
     renoise: str = "independent",
+    windows: ContextWindows | None = None,
+    guidance: WindowGuidance | None = None,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
     """Sample latents of ``shape`` ((B,4,h,w) frames or (B,4,F,h,w) clips) in ``num_steps`` LCM steps.
 
@@ -35,6 +39,9 @@ def sample_student(
     ``renoise``: between steps LCM re-noises its estimate with fresh noise; "independent" (LCMScheduler,
     the paper) draws it per frame, "shared" (clips only) draws one noise image for all frames of a clip,
     which removes the frame-to-frame flicker the independent draws add (docs/distillation.md).
+    Clips are denoised over context ``windows`` at every step (default Champ's 24 frames, overlap 4; a clip of
+    at most 24 frames is one plain call); guidance features come from ``cond.guidance_features`` or, when those
+    are None, per window from ``guidance``. ``progress.update(1)`` is called after every window of every step.
     """
     if num_steps < 1:
         raise ValueError(f"sample_student: num_steps must be >= 1, got {num_steps}")
@@ -57,9 +64,18 @@ def sample_student(
     timesteps = scheduler.timesteps.tolist()
     # "shared" discards the scheduler's own draw: give it a private generator so no global RNG is consumed
     step_gen = torch.Generator().manual_seed(0) if renoise == "shared" else generator
+    # the loop runs in float32; a half-precision UNet gets its own dtype
+    unet_dtype = next(unet.parameters()).dtype
     for i, t in enumerate(timesteps):
         timestep = torch.full((shape[0],), int(t), device=device, dtype=torch.long)
-        v = model.predict(unet, sample, timestep, cond).float()
+        v = windowed_predict(
+            sample,
+            lambda x, c, t=timestep: model.predict(unet, x.to(unet_dtype), t, c),
+            cond,
+            windows,
+            guidance,
+            progress,
+        )
         out = scheduler.step(v, t, sample, generator=step_gen)
         if renoise == "shared" and i + 1 < len(timesteps):
             # the same re-noising as LCMScheduler.step, with one noise image broadcast over the frame axis

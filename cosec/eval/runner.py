@@ -1,5 +1,8 @@
 """The evaluation runner: teacher at N DDIM steps (CFG as Champ, and without CFG) and students at N
-LCM steps, on the same references, poses and initial noise, scored with the DisCo protocol."""
+LCM steps, on the same references, poses and initial noise, scored with the DisCo protocol.
+
+Clips longer than one context window are denoised window by window at every step, as ``cosec animate`` does
+(cosec.diffusion.windows; Champ's 24 frames, overlap 4); a clip of at most one window is one plain call."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from tqdm.auto import tqdm
 from cosec.data.datasets import EvalDataset
 from cosec.diffusion.student import RENOISE, sample_student
 from cosec.diffusion.teacher import sample_teacher
+from cosec.diffusion.windows import ContextWindows, decode_frames
 from cosec.eval.evaluate import Backbones, SplitEvaluator
 from cosec.eval.report import MetricsTable
 from cosec.models import ChampModel
@@ -27,7 +31,7 @@ class EvalProtocol:
     student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
     guidance_scale: float = 3.5  # Champ's inference scale
     max_videos: int = 0  # per split; 0 = all
-    max_frames: int = 0  # per video; 0 = all (at most the motion modules' 32)
+    max_frames: int = 0  # per video; 0 = all (clips longer than `window` are denoised in context windows)
     min_gap: int = 1  # the clip: frames at least this far from frame 0 (and from the reference when "first")
     reference: str = "least_overlap"  # or "first" (frame 0); see docs/evaluation.md
     seed: int = 0
@@ -36,8 +40,13 @@ class EvalProtocol:
         None  # backbone weights for LPIPS / FID (missing: reported null with the reason)
     )
     grid_frames: int = 4  # frames of the first video per split in the sample grid
+    window: int = 24  # context window over frames (Champ: 24); at most the motion modules' position table
+    window_overlap: int = 4  # frames shared by consecutive windows (Champ: 4)
+    window_stride: int = 1  # dilation levels (Champ: 1, contiguous windows only)
 
     def __post_init__(self) -> None:
+        # reject a bad window layout at load time too
+        ContextWindows(self.window, self.window_overlap, self.window_stride)
         if self.student_renoise not in RENOISE:  # fail at load time, not after the teacher rows
             raise ValueError(
                 f"EvalProtocol: student_renoise must be one of {RENOISE}, got {self.student_renoise!r}"
@@ -64,6 +73,14 @@ def run_evaluation(
     table = MetricsTable()
     grids: dict[str, list[dict]] = {}
     res = teacher.config.resolution
+    windows = ContextWindows(cfg.window, cfg.window_overlap, cfg.window_stride)
+    max_len = teacher.config.motion.max_len
+    if cfg.window > max_len and teacher.denoising_unet.has_motion_modules:
+        raise ValueError(f"EvalProtocol: window {cfg.window} exceeds the motion modules' {max_len} frames")
+
+    def decode(lat: torch.Tensor) -> np.ndarray:  # VAE in chunks of one window: frames (F,H,W,3) uint8
+        return np.concatenate([to_uint8(p[0]) for p in decode_frames(teacher, lat, cfg.window)])
+
     for split in cfg.splits:
         data = EvalDataset(
             root,
@@ -88,7 +105,8 @@ def run_evaluation(
             guidance = {k: g[None] for k, g in item["guidance"].items()}
             gt, masks = to_uint8(clip), item["mask"][0].numpy() > 0.5
             frames = clip.shape[1]
-            cond = teacher.condition(ref[None], guidance)  # once per clip, reused by every model and step
+            # once per clip, reused by every model, step and window (windows slice its guidance features)
+            cond = teacher.condition(ref[None], guidance)
             lat = teacher.config.latent_size
             shape = (1, 4, frames, lat, lat)
             noise = torch.randn(shape, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + v))
@@ -102,14 +120,21 @@ def run_evaluation(
                     num_steps=steps,
                     guidance_scale=cfg.guidance_scale,
                     latents=noise.clone(),
+                    windows=windows,
                 )
-                outputs[f"teacher@{steps}"] = to_uint8(teacher.decode_latents(lat)[0])
+                outputs[f"teacher@{steps}"] = decode(lat)
                 score("teacher", steps, outputs[f"teacher@{steps}"], gt, masks)
             for steps in cfg.teacher_nocfg_steps:
                 lat = sample_teacher(
-                    teacher, cond, shape, num_steps=steps, guidance_scale=1.0, latents=noise.clone()
+                    teacher,
+                    cond,
+                    shape,
+                    num_steps=steps,
+                    guidance_scale=1.0,
+                    latents=noise.clone(),
+                    windows=windows,
                 )
-                score("teacher_nocfg", steps, to_uint8(teacher.decode_latents(lat)[0]), gt, masks)
+                score("teacher_nocfg", steps, decode(lat), gt, masks)
             for name, unet in students.items():
                 for steps in cfg.student_steps:
                     # LCM re-noises between steps: a seeded generator gives every student the same draws
@@ -123,8 +148,9 @@ def run_evaluation(
                         latents=noise.clone(),
                         generator=renoise,
                         renoise=cfg.student_renoise,
+                        windows=windows,
                     )
-                    outputs[f"{name}@{steps}"] = to_uint8(teacher.decode_latents(lat)[0])
+                    outputs[f"{name}@{steps}"] = decode(lat)
                     score(name, steps, outputs[f"{name}@{steps}"], gt, masks)
             if v == 0:
                 grids[split] = _grid_rows(ref, item["guidance"], gt, outputs, cfg, students)
