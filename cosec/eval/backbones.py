@@ -22,8 +22,8 @@ METRIC_FILES: dict[str, tuple[str, ...]] = {
     "fid_vid": ("resnet-50-kinetics.pth",),
     "fvd": ("i3d_pretrained_400.pt",),
 }
-# Metrics whose feature network this package builds; the others stay missing even with the file.
-IMPLEMENTED = frozenset({"lpips", "fid"})
+# Metrics whose feature network this package builds (all four: LPIPS, FID here, FID-VID / FVD in video_backbones).
+IMPLEMENTED = frozenset({"lpips", "fid", "fid_vid", "fvd"})
 
 
 @dataclass(frozen=True)
@@ -39,41 +39,131 @@ class BackboneWeights:
         return tuple(base / name for name in METRIC_FILES[metric])
 
     def missing_reason(self, metric: str) -> str | None:
-        """None when the metric can be computed, else why it cannot (reported beside the null value)."""
+        """None when every file of the metric is present, else why not (reported beside the null value).
+
+        A present file can still be rejected when it is loaded: `load` reports that reason.
+        """
         paths = self.paths(metric)
         if self.folder is None:
-            return (
-                f"backbone weights not provided (no weights folder; needs {', '.join(p.name for p in paths)})"
-            )
+            return f"no weights folder given ({metric} needs {', '.join(p.name for p in paths)})"
         absent = [p.name for p in paths if not p.is_file()]
         if absent:
-            return f"backbone weights not provided ({', '.join(absent)} not in {self.folder})"
+            return f"weights file not found: {', '.join(absent)} not in {self.folder}"
         if metric not in IMPLEMENTED:
             return f"{metric} feature network is not implemented in cosec (weights present but unused)"
         return None
+
+    def load(self, metric: str, device: torch.device | str = "cpu") -> tuple[nn.Module | None, str | None]:
+        """(network in eval mode on device, None), or (None, the true reason): no folder, file absent, or
+        file rejected (unreadable, or its keys / shapes do not match the network, naming a few)."""
+        reason = self.missing_reason(metric)
+        if reason is not None:
+            return None, reason
+        paths = self.paths(metric)
+        try:
+            if metric == "lpips":
+                net: nn.Module = LPIPSVGG.from_files(*paths)
+            elif metric == "fid":
+                net = FIDInceptionV3.from_file(*paths)
+            else:
+                from cosec.eval.video_backbones import I3D, R3D50
+
+                net = (R3D50 if metric == "fid_vid" else I3D).from_file(*paths)
+        except ValueError as err:
+            return None, f"weights file rejected: {_one_line(err)}"
+        return net.to(device), None
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class WeightsRejected(ValueError):
+    """A state dict whose keys or shapes do not match the network; `match` says how."""
+
+    def __init__(self, message: str, match: KeyMatch):
+        super().__init__(message)
+        self.match = match
+
+
+@dataclass
+class KeyMatch:
+    """How a file's state dict meets a network's: matched keys out of the network's, and what differs."""
+
+    total: int
+    missing: list[str]
+    unexpected: list[str]
+    misshaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # key, file shape, network shape
+    ignored: list[str]  # keys of the file the metric does not use (torchvision VGG16's classifier)
+
+    @property
+    def loaded(self) -> int:
+        return self.total - len(self.missing) - len(self.misshaped)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.misshaped)
+
+    def describe(self, few: int = 3) -> str:
+        parts = [f"loaded {self.loaded}/{self.total} keys"]
+        for label, keys in (
+            ("missing", self.missing),
+            ("unexpected", self.unexpected),
+            ("wrong shape", [f"{k} (file {list(a)}, network {list(b)})" for k, a, b in self.misshaped]),
+        ):
+            if keys:
+                more = f" and {len(keys) - few} more" if len(keys) > few else ""
+                parts.append(f"{len(keys)} {label}: {', '.join(keys[:few])}{more}")
+        if self.ignored:
+            parts.append(f"{len(self.ignored)} keys not used by the metric ({self.ignored[0]}, ...)")
+        return "; ".join(parts)
+
+
+def match_state(
+    module: nn.Module, state: dict[str, torch.Tensor], ignored: list[str] | None = None
+) -> KeyMatch:
+    """Compare a state dict with a module's, names and shapes (BatchNorm step counters may be absent)."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = []
+    for k, v in state.items():
+        if k in expected:
+            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else ()
+            if not isinstance(v, torch.Tensor) or shape != tuple(expected[k].shape):
+                misshaped.append((k, shape, tuple(expected[k].shape)))
+    total = sum(1 for k in expected if not k.endswith("num_batches_tracked"))
+    return KeyMatch(total, missing, unexpected, misshaped, list(ignored or []))
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the file name
-        raise ValueError(f"{path}: cannot read as a torch state dict ({err})") from err
+        raise ValueError(f"{path}: cannot read as a torch state dict ({_one_line(err, 200)})") from err
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return {str(k).removeprefix("module."): v for k, v in state.items()}
 
 
-def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    result = module.load_state_dict(state, strict=False)
-    # BatchNorm step counters are absent from older files and play no part in eval mode.
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-    if missing or result.unexpected_keys:
-        raise ValueError(
-            f"{path}: keys do not match the {type(module).__name__} layout "
-            f"(missing {missing[:5]}, unexpected {result.unexpected_keys[:5]})"
+def _load_strict(
+    module: nn.Module,
+    state: dict[str, torch.Tensor],
+    path: Path,
+    ignored: list[str] | None = None,
+    name: str | None = None,
+) -> KeyMatch:
+    match = match_state(module, state, ignored)
+    if not match.ok:
+        raise WeightsRejected(
+            f"{path}: keys do not match the {name or type(module).__name__} layout ({match.describe(5)})",
+            match,
         )
+    module.load_state_dict(state, strict=False)  # strictness checked above; step counters may be absent
+    return match
 
 
 # ---------------------------------------------------------------- LPIPS (VGG)
@@ -134,11 +224,21 @@ class LPIPSVGG(nn.Module):
     @classmethod
     def from_files(cls, vgg_path: Path, lin_path: Path) -> LPIPSVGG:
         net = cls()
-        vgg = {k: v for k, v in _load_state(vgg_path).items() if k.startswith("features.")}
-        _load_strict(net.features, {k.removeprefix("features."): v for k, v in vgg.items()}, vgg_path)
-        heads = nn.ModuleDict({f"lin{i}": getattr(net, f"lin{i}") for i in range(5)})
-        _load_strict(heads, _load_state(lin_path), lin_path)
+        net.load_vgg(_load_state(vgg_path), vgg_path)
+        _load_strict(net.heads(), _load_state(lin_path), lin_path, name="LPIPS v0.1 heads")
         return net.requires_grad_(False)
+
+    def heads(self) -> nn.ModuleDict:
+        """The five linear heads, keyed as in the LPIPS v0.1 file (`lin0.model.1.weight`, ...)."""
+        return nn.ModuleDict({f"lin{i}": getattr(self, f"lin{i}") for i in range(5)})
+
+    def load_vgg(self, state: dict[str, torch.Tensor], path: Path) -> KeyMatch:
+        """Load torchvision's VGG16 file into `features` strictly; its `classifier.*` keys are not used."""
+        ignored = [k for k in state if k.startswith("classifier.")]
+        holder = nn.Module()  # compares the file's own names (`features.0.weight`, ...) with the trunk's
+        holder.features = self.features
+        used = {k: v for k, v in state.items() if k not in ignored}
+        return _load_strict(holder, used, path, ignored, name="torchvision VGG16 features")
 
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = []
@@ -337,3 +437,34 @@ def to_tensor01(frames, device: torch.device | str = "cpu") -> torch.Tensor:
     if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames (N,H,W,3), got {t.dtype} {tuple(t.shape)}")
     return t.to(device).permute(0, 3, 1, 2).float().div(255.0)
+
+
+# Every backbone file, in the order `cosec eval check-weights` reports them.
+BACKBONE_FILES = tuple(name for files in METRIC_FILES.values() for name in files)
+
+
+def check_file(path: Path) -> KeyMatch:
+    """Load one backbone file (named as in METRIC_FILES) into its network with strict matching.
+
+    Returns the key match, fully loaded or not; raises ValueError when the file cannot be read as a state
+    dict and KeyError for a file name that is not a backbone file.
+    """
+    path = Path(path)
+    state = _load_state(path)
+    name = path.name
+    try:
+        if name == "vgg16-397923af.pth":
+            return LPIPSVGG().load_vgg(state, path)
+        if name == "lpips_vgg_v0.1.pth":
+            return _load_strict(LPIPSVGG().heads(), state, path, name="LPIPS v0.1 heads")
+        if name == "pt_inception-2015-12-05-6726825d.pth":
+            return _load_strict(FIDInceptionV3(), state, path)
+        from cosec.eval.video_backbones import I3D, R3D50
+
+        if name == "resnet-50-kinetics.pth":
+            return _load_strict(R3D50(), state, path)
+        if name == "i3d_pretrained_400.pt":
+            return _load_strict(I3D(), state, path)
+    except WeightsRejected as err:
+        return err.match
+    raise KeyError(f"{name} is not a backbone file; known: {', '.join(BACKBONE_FILES)}")

@@ -265,3 +265,21 @@ def frechet_distance_features(feats1: np.ndarray, feats2: np.ndarray) -> float:
     tr_covmean = float(np.linalg.svd(ca @ cb.T, compute_uv=False).sum()) / np.sqrt(n1 * n2)
     diff = mu1 - mu2
     return float(diff @ diff + np.sum(ca * ca) / n1 + np.sum(cb * cb) / n2 - 2.0 * tr_covmean)
+
+
+def frechet_from_feature_lists(
+    pred: list[np.ndarray], gt: list[np.ndarray], metric: str = "frechet"
+) -> tuple[float | None, str | None]:
+    """The one Frechet distance of FID, FID-VID and FVD over feature batches collected per video.
+
+    pred, gt: lists of (n_i, D) arrays (frames for FID, 16-frame segments for the video metrics), pooled
+    into one sample set per side. Returns (distance, None), or (None, reason) when a side has fewer than 2
+    samples (no covariance).
+    """
+    n_pred, n_gt = sum(len(f) for f in pred), sum(len(f) for f in gt)
+    if min(n_pred, n_gt) < 2:
+        return (
+            None,
+            f"{metric} needs at least 2 samples per side, got {n_pred} generated and {n_gt} ground truth",
+        )
+    return frechet_distance_features(np.concatenate(pred), np.concatenate(gt)), None

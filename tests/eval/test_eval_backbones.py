@@ -36,11 +36,20 @@ def test_missing_weights_are_reported_never_substituted(tmp_path):
     assert "no weights folder" in BackboneWeights().missing_reason("fid")
     empty = BackboneWeights(tmp_path)
     for metric in METRIC_FILES:
-        assert "not provided" in empty.missing_reason(metric)
+        assert "not found" in empty.missing_reason(metric)
+        assert empty.load(metric) == (None, empty.missing_reason(metric))
     assert "lpips_vgg_v0.1.pth" in empty.missing_reason("lpips")
     weights = _weights_folder(tmp_path, with_video=True)
     assert weights.missing_reason("lpips") is None and weights.missing_reason("fid") is None
-    assert "not implemented" in weights.missing_reason("fvd")
+    # The video files are present but junk: the reason is the rejection, not "not provided".
+    for metric in ("fid_vid", "fvd"):
+        assert weights.missing_reason(metric) is None
+        net, reason = weights.load(metric)
+        assert (
+            net is None and reason.startswith("weights file rejected") and METRIC_FILES[metric][0] in reason
+        )
+    net, reason = weights.load("lpips")
+    assert reason is None and isinstance(net, LPIPSVGG)
     with pytest.raises(KeyError, match="unknown backbone"):
         weights.paths("is")
 
