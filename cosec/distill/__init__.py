@@ -1,21 +1,25 @@
 """ReferenceLCM distillation (teacher / target / student around a shared reference bank) and CoSeC regularisers."""
 
-from cosec.distill.batch import DistillBatch, prepare_batch
-from cosec.distill.config import DistillConfig, Phase1Config, Phase2Config, PhaseConfig
-from cosec.distill.referencelcm import LOSS_KEYS, NonFiniteLossError, ReferenceLCM
-from cosec.distill.regularizers import cons_distance, eta_distance, temporal_self_dependency
+from cosec._lazy import lazy_exports
 
-__all__ = [
-    "LOSS_KEYS",
-    "DistillBatch",
-    "DistillConfig",
-    "NonFiniteLossError",
-    "Phase1Config",
-    "Phase2Config",
-    "PhaseConfig",
-    "ReferenceLCM",
-    "cons_distance",
-    "eta_distance",
-    "prepare_batch",
-    "temporal_self_dependency",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "DistillBatch": ".batch",
+        "DistillConfig": ".config",
+        "LCM_LORA_TARGETS": ".config",
+        "LOSS_KEYS": ".referencelcm",
+        "LoraSettings": ".config",
+        "NonFiniteLossError": ".referencelcm",
+        "Phase1Config": ".config",
+        "Phase2Config": ".config",
+        "PhaseConfig": ".config",
+        "ReferenceLCM": ".referencelcm",
+        "build_optimizer": ".referencelcm",
+        "cons_distance": ".regularizers",
+        "eta_distance": ".regularizers",
+        "load_lora_student": ".lora",
+        "prepare_batch": ".batch",
+        "temporal_self_dependency": ".regularizers",
+    },
+)

@@ -7,6 +7,29 @@ from typing import Any, Literal, get_args
 
 Distance = Literal["huber", "l2"]
 Trainable = Literal["all", "motion"]
+Student = Literal["full", "lora"]
+Optimizer = Literal["adamw", "adamw8bit"]
+
+# LCM-LoRA's SD1.5 targets (diffusers' train_lcm_distill_lora_sd_wds.py): attention projections, the
+# transformers' proj_in / proj_out, feed-forward, resnet convolutions and their time-embedding projections,
+# down- and upsamplers. peft matches a name when a module path ends with it, so the motion modules'
+# attention and feed-forward layers are adapted too.
+LCM_LORA_TARGETS: tuple[str, ...] = (
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out.0",
+    "proj_in",
+    "proj_out",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "conv1",
+    "conv2",
+    "conv_shortcut",
+    "downsamplers.0.conv",
+    "upsamplers.0.conv",
+    "time_emb_proj",
+)
 
 
 @dataclass
@@ -51,6 +74,36 @@ class Phase2Config(PhaseConfig):
 
 
 @dataclass
+class LoraSettings:
+    """LoRA adapters of a ``student: lora`` run (peft, plain LoRA: B zero-initialised, no dropout).
+
+    ``rank: null`` scales LCM-LoRA's rank 64 for SD1.5 (first block width 320) with the model's width:
+    ``max(4, round(64 * width / 320))``, which is 64 for ``sd15`` and 4 for ``tiny`` (width 16), the same
+    rank-to-channel ratio (0.2 at the first level). ``alpha: null`` is the rank (LoRA scale alpha / rank = 1,
+    as LCM-LoRA's alpha = rank = 64).
+    """
+
+    rank: int | None = None
+    alpha: float | None = None
+    target_modules: tuple[str, ...] = LCM_LORA_TARGETS
+
+    def __post_init__(self) -> None:
+        self.target_modules = tuple(self.target_modules)
+        if self.rank is not None and self.rank < 1:
+            raise ValueError(f"LoraSettings: rank must be >= 1 or None, got {self.rank}")
+        if self.alpha is not None and self.alpha <= 0:
+            raise ValueError(f"LoraSettings: alpha must be > 0 or None, got {self.alpha}")
+        if not self.target_modules:
+            raise ValueError("LoraSettings: target_modules must name at least one module")
+
+    def resolved_rank(self, first_block_width: int) -> int:
+        return self.rank if self.rank is not None else max(4, round(64 * first_block_width / 320))
+
+    def resolved_alpha(self, rank: int) -> float:
+        return float(self.alpha) if self.alpha is not None else float(rank)
+
+
+@dataclass
 class DistillConfig:
     """All knobs of ReferenceLCM + CoSeC distillation; the defaults are the paper's (appendix C, sec. 2)."""
 
@@ -72,9 +125,25 @@ class DistillConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     max_grad_norm: float = 1.0
     seed: int = 0
+    # "full" fine-tunes a copy of the D-UNet; "lora" trains peft adapters on one frozen base D-UNet shared by
+    # teacher (adapters off), student (adapters) and target (EMA of the adapters)
+    student: Student = "full"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    gradient_checkpointing: bool = False  # recompute the student's activations in backward (memory for time)
+    optimizer: Optimizer = "adamw"  # "adamw8bit": bitsandbytes' 8-bit AdamW (CUDA only; pip extra [cuda])
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)
+        if isinstance(self.lora, dict):
+            self.lora = LoraSettings(**self.lora)
+        if self.student not in get_args(Student):
+            raise ValueError(
+                f"DistillConfig: student must be one of {get_args(Student)}, got {self.student!r}"
+            )
+        if self.optimizer not in get_args(Optimizer):
+            raise ValueError(
+                f"DistillConfig: optimizer must be one of {get_args(Optimizer)}, got {self.optimizer!r}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"DistillConfig: ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.sample_ema_decay is not None and not 0.0 < self.sample_ema_decay < 1.0:

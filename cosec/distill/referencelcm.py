@@ -3,6 +3,10 @@
 Teacher, target and student D-UNets start from the same weights; only the student trains and the target
 is its EMA (paper sec. 2.1, fig. 2). The frozen reference UNet and guidance encoders run once per step
 and their outputs (reference bank, pose features) feed all three D-UNets.
+
+``student: full`` keeps three D-UNet copies; ``student: lora`` keeps one frozen base D-UNet with LoRA
+adapters (cosec/distill/lora.py): the student is base + adapters, the target base + the adapters' EMA and
+the teacher the base with the adapters off.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from torch import nn
 
 from cosec.diffusion.lcd import ConsistencyFunction, DDIMSolver, cfg_combine, pair_distance
 from cosec.diffusion.schedule import NoiseSchedule, v_to_x0_eps
+from cosec.distill import lora
 from cosec.distill.batch import DistillBatch
 from cosec.distill.config import DistillConfig, PhaseConfig
 from cosec.distill.regularizers import cons_distance, eta_distance, temporal_self_dependency
@@ -36,6 +41,27 @@ def _is_motion(name: str) -> bool:
     return ".motion_modules." in name
 
 
+def build_optimizer(params: list[nn.Parameter], config: DistillConfig) -> torch.optim.Optimizer:
+    """AdamW over ``params`` (``config.optimizer: adamw``), or bitsandbytes' 8-bit AdamW (``adamw8bit``, CUDA)."""
+    c = config
+    if c.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=c.lr, betas=c.adam_betas, weight_decay=c.weight_decay)
+    off_gpu = sorted({str(p.device) for p in params if p.device.type != "cuda"})
+    if off_gpu:
+        raise ValueError(
+            f"DistillConfig.optimizer 'adamw8bit' (bitsandbytes) needs CUDA parameters; got {off_gpu}. "
+            "Use optimizer: adamw on CPU"
+        )
+    try:
+        import bitsandbytes as bnb
+    except ImportError as err:
+        raise ImportError(
+            "DistillConfig.optimizer 'adamw8bit' needs bitsandbytes: pip install 'cosec-lcd[cuda]' "
+            f"(or pip install bitsandbytes) ({err})"
+        ) from err
+    return bnb.optim.AdamW8bit(params, lr=c.lr, betas=c.adam_betas, weight_decay=c.weight_decay)
+
+
 class ReferenceLCM(nn.Module):
     """Holds teacher (frozen D-UNet), student (trainable copy) and target (EMA copy) around a ChampModel.
 
@@ -45,6 +71,12 @@ class ReferenceLCM(nn.Module):
     ``model.denoising_unet`` is the teacher (cast to bf16 in place when ``config.low_precision``). The
     student starts from ``student_init`` when given (e.g. the phase-1 student's 2D weights loaded into
     the video D-UNet; only motion-module keys may be missing), else from the teacher.
+
+    With ``config.student == "lora"`` the adapters are injected into ``model.denoising_unet`` in place (it
+    becomes the shared frozen base; under ``low_precision`` its base weights are bf16 and the student runs
+    under bf16 autocast too); ``student``, ``target`` and ``teacher`` are then ``lora.AdapterView`` callables
+    whose parameters are adapter weights only, and ``student_init`` is an adapter state dict
+    (``shipped_adapter()`` of a phase-1 LoRA run).
     """
 
     def __init__(
@@ -62,6 +94,10 @@ class ReferenceLCM(nn.Module):
         self.consistency = ConsistencyFunction(
             self.schedule, self.config.sigma_data, self.config.timestep_scaling
         )
+        self.is_lora = self.config.student == "lora"
+        if self.is_lora:
+            self._init_lora(model, student_init)
+            return
         self.student = copy.deepcopy(model.denoising_unet).float()
         if student_init is not None:
             result = self.student.load_state_dict(student_init, strict=False)
@@ -78,17 +114,77 @@ class ReferenceLCM(nn.Module):
         )
         if self.config.low_precision:
             model.denoising_unet.to(torch.bfloat16)
+        if self.config.gradient_checkpointing:
+            self.student.enable_gradient_checkpointing()
         self.generator = torch.Generator().manual_seed(self.config.seed)
+
+    def _init_lora(self, model: ChampModel, student_init: dict[str, torch.Tensor] | None) -> None:
+        c = self.config
+        base = model.denoising_unet
+        if lora.is_adapted(base):
+            raise ValueError(
+                "ReferenceLCM: the teacher's D-UNet already carries LoRA adapters (one run per model)"
+            )
+        self.lora_rank = c.lora.resolved_rank(int(model.config.unet["block_out_channels"][0]))
+        self.lora_alpha = c.lora.resolved_alpha(self.lora_rank)
+        lora.add_lora(base, self.lora_rank, self.lora_alpha, c.lora.target_modules, seed=c.seed)
+        live = lora.adapter_parameters(base)
+        if student_init is not None:
+            unexpected = sorted(set(student_init) - set(live))
+            missing = [k for k in live if k not in student_init and not _is_motion(k)]
+            if unexpected or missing:
+                raise ValueError(
+                    "ReferenceLCM student_init: a LoRA student starts from adapter weights (shipped_adapter() "
+                    f"of the same rank and targets); missing non-motion keys {missing[:5]}, unexpected "
+                    f"{unexpected[:5]}"
+                )
+            with torch.no_grad():
+                for name, value in student_init.items():
+                    if live[name].shape != value.shape:
+                        raise ValueError(
+                            f"ReferenceLCM student_init: {name} has shape {list(value.shape)}, "
+                            f"the adapter {list(live[name].shape)} (another LoRA rank?)"
+                        )
+                    live[name].copy_(value)
+        for p in live.values():
+            p.requires_grad_(True)
+        low = c.low_precision
+        self.student = lora.AdapterView(base, lora.AdapterWeights(live, share=True), "student", low)
+        self.student.train()
+        self.target = lora.AdapterView(base, lora.AdapterWeights(live, share=False), "target", low)
+        self.average = (
+            lora.AdapterView(base, lora.AdapterWeights(live, share=False), "target", low)
+            if c.sample_ema_decay is not None
+            else None
+        )
+        self._teacher = lora.AdapterView(base, None, "teacher", low)
+        if low:  # the frozen base in bf16; the adapters keep fp32 master weights
+            for name, t in list(base.named_parameters()) + list(base.named_buffers()):
+                if ".lora_" not in name and t.is_floating_point():
+                    t.data = t.data.to(torch.bfloat16)
+        if c.gradient_checkpointing:
+            base.enable_gradient_checkpointing()  # teacher and target run under no_grad: unaffected
+        self.generator = torch.Generator().manual_seed(c.seed)
 
     @property
     def teacher(self) -> nn.Module:
-        return self.model.denoising_unet
+        return self._teacher if self.is_lora else self.model.denoising_unet
+
+    @property
+    def lora_scale(self) -> float:
+        return self.lora_alpha / self.lora_rank
+
+    def _student_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return (
+            self.student.named_adapter_parameters() if self.is_lora else list(self.student.named_parameters())
+        )
 
     def trainable_parameters(self, phase: int) -> list[nn.Parameter]:
-        """Set requires_grad for the phase's trainable set (all student weights, or its motion modules)."""
+        """Set requires_grad for the phase's trainable set (all student weights, or its motion modules;
+        a LoRA student's adapters, or those of its motion modules)."""
         motion_only = self.config.phase(phase).trainable == "motion"
         params = []
-        for name, p in self.student.named_parameters():
+        for name, p in self._student_parameters():
             p.requires_grad_(not motion_only or _is_motion(name))
             if p.requires_grad:
                 params.append(p)
@@ -97,10 +193,7 @@ class ReferenceLCM(nn.Module):
         return params
 
     def make_optimizer(self, phase: int) -> torch.optim.Optimizer:
-        c = self.config
-        return torch.optim.AdamW(
-            self.trainable_parameters(phase), lr=c.lr, betas=c.adam_betas, weight_decay=c.weight_decay
-        )
+        return build_optimizer(self.trainable_parameters(phase), self.config)
 
     def train(self, mode: bool = True) -> ReferenceLCM:
         """Only the student follows train/eval; the teacher, target and frozen parts stay in eval mode."""
@@ -122,8 +215,32 @@ class ReferenceLCM(nn.Module):
                 t.copy_(s)
 
     def shipped(self) -> nn.Module:
-        """The D-UNet to save and sample with: the slow average when kept, else the online student."""
+        """The D-UNet to save and sample with: the slow average when kept, else the online student.
+
+        A LoRA student ships merged: a new plain fp32 DenoisingUNet (base + adapter), whose state dict
+        loads into a fresh ChampModel's D-UNet like a full student's."""
+        if self.is_lora:
+            return lora.merged_unet(self.model.denoising_unet, self.shipped_adapter(), self.lora_scale)
         return self.average if self.average is not None else self.student
+
+    def shipped_adapter(self) -> dict[str, torch.Tensor]:
+        """A LoRA run's shipped adapter alone (the average's when kept), for ``lora.save_adapter``."""
+        if not self.is_lora:
+            raise ValueError("ReferenceLCM.shipped_adapter: only a student: lora run has an adapter")
+        view = self.average if self.average is not None else self.student
+        return {k: v.detach().clone() for k, v in view.named_adapter_parameters()}
+
+    def save_adapter(self, directory, base_model=None):
+        """Write the shipped adapter (``lora.save_adapter``); ``lora.load_lora_student`` merges it on load."""
+        return lora.save_adapter(
+            directory,
+            self.shipped_adapter(),
+            self.lora_rank,
+            self.lora_alpha,
+            self.config.lora.target_modules,
+            motion_modules=self.model.denoising_unet.has_motion_modules,
+            base_model=base_model,
+        )
 
     def train_state(self) -> dict[str, nn.Module]:
         """What a checkpoint must hold besides the optimiser: student, target and (when kept) the average."""

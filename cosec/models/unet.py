@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from torch import nn
 
@@ -59,6 +60,7 @@ class _RunState:
     guidance: torch.Tensor | None = None
     num_frames: int = 1
     motion_active: bool = False
+    checkpoint_motion: bool = False  # recompute motion modules in backward (gradient checkpointing)
 
 
 class _GuidanceHook:
@@ -84,8 +86,13 @@ class _MotionHook:
         if not self.run.motion_active:
             return output
         if isinstance(output, tuple):
-            return (self.motion(output[0], self.run.num_frames),) + tuple(output[1:])
-        return self.motion(output, self.run.num_frames)
+            return (self._motion(output[0]),) + tuple(output[1:])
+        return self._motion(output)
+
+    def _motion(self, x: torch.Tensor) -> torch.Tensor:
+        if self.run.checkpoint_motion and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(self.motion, x, self.run.num_frames, use_reentrant=False)
+        return self.motion(x, self.run.num_frames)
 
 
 class DenoisingUNet(nn.Module):
@@ -130,6 +137,12 @@ class DenoisingUNet(nn.Module):
         if hasattr(anchor, "in_channels") and hasattr(anchor, "transformer_blocks"):
             return int(anchor.in_channels)
         return int(anchor.out_channels)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in backward: diffusers' resnet and transformer-block checkpointing, plus every
+        motion module (their hooks follow the transformers, which diffusers does not checkpoint whole)."""
+        self.unet.enable_gradient_checkpointing()
+        self._run.checkpoint_motion = True
 
     def motion_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if ".motion_modules." in n]
