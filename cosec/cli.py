@@ -16,7 +16,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "champ": "cosec.models.cli",
     "animate": "cosec.animate",
     "bench": "cosec.bench",
-    "data": "cosec.data.cli",
+    "pipeline": "cosec.pipeline.cli",
     "eval": "cosec.eval.cli",
 }
 

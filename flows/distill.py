@@ -49,13 +49,29 @@ def stage_order(project_dir: str | Path, targets: list[str] | None) -> list[str]
         return [stage.addressing for stage in ordered]
 
 
+def stage_env(base: dict | None = None) -> dict:
+    """The environment of a DVC stage run by the worker: this interpreter's folder first on PATH.
+
+    dvc.yaml's commands say `python stages/...`; a worker started as `.venv/bin/prefect worker start`
+    from a plain shell would otherwise run them with whatever `python` PATH finds first.
+    """
+    env = dict(os.environ if base is None else base)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(
+        [bin_dir, *[p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir]]
+    )
+    env["TQDM_MININTERVAL"] = (
+        "30"  # progress bars redraw with carriage returns: log them every 30 s, as lines
+    )
+    return env
+
+
 @task(name="dvc-stage", task_run_name="{stage}")
 def run_stage(stage: str, project_dir: str, force: bool = False) -> str:
     logger = get_run_logger()
     cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage] + (["--force"] if force else [])
     logger.info("running %s in %s", " ".join(cmd[1:]), project_dir)
-    # progress bars redraw with carriage returns: log them every 30 s, as lines
-    env = {**os.environ, "TQDM_MININTERVAL": "30"}
+    env = stage_env()
     with subprocess.Popen(
         cmd, cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as proc:

@@ -1,8 +1,9 @@
-"""DVC stage 'frames': see docs/data.md (reads the 'frames' section of --params)."""
+"""Stage 'frames': videos -> numbered PNG frames. (cosec/pipeline)."""
 
 import sys
 
-from cosec.data.cli import stage_main
+from cosec.pipeline.entry import main
+from cosec.pipeline.frames import STAGE
 
 if __name__ == "__main__":
-    sys.exit(stage_main("frames", sys.argv[1:]))
+    sys.exit(main(STAGE))

@@ -1,8 +1,9 @@
-"""DVC stage 'guidance': see docs/data.md (reads the 'guidance' section of --params)."""
+"""Stage 'guidance': body parameters -> depth, normal, semantic map, skeleton, mask. (cosec/pipeline)."""
 
 import sys
 
-from cosec.data.cli import stage_main
+from cosec.pipeline.entry import main
+from cosec.pipeline.guidance import STAGE
 
 if __name__ == "__main__":
-    sys.exit(stage_main("guidance", sys.argv[1:]))
+    sys.exit(main(STAGE))

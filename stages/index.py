@@ -1,8 +1,9 @@
-"""DVC stage 'index': see docs/data.md (reads the 'index' section of --params)."""
+"""Stage 'index': the frame table the samplers read. (cosec/pipeline)."""
 
 import sys
 
-from cosec.data.cli import stage_main
+from cosec.pipeline.entry import main
+from cosec.pipeline.index import STAGE
 
 if __name__ == "__main__":
-    sys.exit(stage_main("index", sys.argv[1:]))
+    sys.exit(main(STAGE))

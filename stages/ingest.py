@@ -1,8 +1,9 @@
-"""DVC stage 'ingest': see docs/data.md (reads the 'ingest' section of --params)."""
+"""Stage 'ingest': real data in (a Champ-layout folder, or videos + SMPL fits). (cosec/pipeline)."""
 
 import sys
 
-from cosec.data.cli import stage_main
+from cosec.pipeline.entry import main
+from cosec.pipeline.ingest import STAGE
 
 if __name__ == "__main__":
-    sys.exit(stage_main("ingest", sys.argv[1:]))
+    sys.exit(main(STAGE))

@@ -1,22 +1,9 @@
-"""DVC stage 'report': Markdown tables shaped like the paper's Tables 3-5 and the quality-vs-steps plots."""
+"""Stage 'report': tables and plots from metrics.json. (cosec/pipeline)."""
 
-import argparse
-from pathlib import Path
+import sys
 
-from cosec.eval.report import load_metrics_json, write_report
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--metrics", default="reports/metrics.json")
-    parser.add_argument("--out", default="reports/summary")
-    args = parser.parse_args()
-    # the table comes from metrics.json itself: write only the tables and plots, no second copy
-    files = write_report(load_metrics_json(Path(args.metrics)), Path(args.out), with_json=False)
-    for name, path in files.items():
-        print(f"{name}: {path}")
-
+from cosec.pipeline.entry import main
+from cosec.pipeline.report import STAGE
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(STAGE))

@@ -1,8 +1,9 @@
-"""DVC stage 'synth': see docs/data.md (reads the 'synth' section of --params)."""
+"""Stage 'synth': the embedded synthetic data (anny bodies, videos + body parameters). (cosec/pipeline)."""
 
 import sys
 
-from cosec.data.cli import stage_main
+from cosec.pipeline.entry import main
+from cosec.pipeline.synth import STAGE
 
 if __name__ == "__main__":
-    sys.exit(stage_main("synth", sys.argv[1:]))
+    sys.exit(main(STAGE))

@@ -60,8 +60,7 @@ def test_bad_yaml_names_the_file(tmp_path):
 def test_a_three_block_vae_gives_4x_latents_and_matching_guidance_encoders():
     import torch
 
-    from cosec.models import ChampModel
-    from cosec.teacher.recipe import ModelSize
+    from cosec.models import ChampModel, ModelSize
 
     cfg = ModelSize(vae_channels=[8, 16, 32]).build_config()
     assert (cfg.vae_factor, cfg.latent_size, cfg.unet["sample_size"]) == (4, 16, 16)

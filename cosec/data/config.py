@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
-from cosec.config import from_dict, load_section
+from cosec.config import Range, from_dict, load_section
+
+OnError = Literal["fail", "skip"]  # skip: rejected items are listed in <out>/rejects.json
 
 __all__ = [
     "DataParams",
@@ -24,10 +27,12 @@ class SynthConfig:
 
     out: str = "data/raw"  # raw root: <out>/<split>/<video>/{video.mp4, params/NNNN.npz, meta.json}
     seed: int = 0
-    resolution: int = 128  # pixels of the written videos (square)
-    fps: float = 12.0
-    frames_per_video: int = 24
-    supersample: int = 2  # RGB rendered at this multiple, then area-downsampled (anti-aliasing)
+    resolution: Annotated[int, Range(ge=8)] = 128  # pixels of the written videos (square)
+    fps: Annotated[float, Range(gt=0)] = 12.0
+    frames_per_video: Annotated[int, Range(ge=1)] = 24
+    supersample: Annotated[int, Range(ge=1)] = (
+        2  # RGB rendered at this multiple, then area-downsampled (anti-aliasing)
+    )
     train_videos: int = 24
     train_subjects: int = 12  # train videos share subjects (2 motions each by default)
     test_videos: dict[str, int] = field(default_factory=lambda: {"dance": 5, "fashion": 5, "wild": 5})
@@ -44,7 +49,7 @@ class IngestConfig:
     raw_out: str = "data/raw"  # raw videos + fits go here (then frames -> guidance -> index)
     champ_out: str = "data/frames"  # a Champ-layout source is copied here (then guidance -> index)
     split: str = "train"  # split name for a source without split folders
-    on_error: str = "fail"  # "fail" or "skip" (skipped items listed in <out>/rejects.json)
+    on_error: OnError = "fail"  # "fail" or "skip" (skipped items listed in <out>/rejects.json)
 
 
 @dataclass
@@ -53,10 +58,10 @@ class FramesConfig:
 
     raw: str = "data/raw"
     out: str = "data/frames"  # <out>/<split>/<video>/{images/NNNN.png, params/NNNN.npz, meta.json}
-    resolution: int = 64  # square output frames; 256/512 for real training
-    stride: int = 1  # keep every stride-th frame
-    max_frames: int = 0  # 0 = all
-    on_error: str = "fail"
+    resolution: Annotated[int, Range(ge=8)] = 64  # square output frames; 256/512 for real training
+    stride: Annotated[int, Range(ge=1)] = 1  # keep every stride-th frame
+    max_frames: Annotated[int, Range(ge=0)] = 0  # 0 = all
+    on_error: OnError = "fail"
 
 
 @dataclass
@@ -76,7 +81,7 @@ class GuidanceConfig:
     )
     contact_sheets: str = "reports/contact_sheets"
     contact_frames: int = 6
-    on_error: str = "fail"
+    on_error: OnError = "fail"
 
 
 @dataclass
@@ -85,7 +90,7 @@ class IndexConfig:
 
     root: str = "data/prepared"
     out: str = "data/index.parquet"
-    on_error: str = "fail"
+    on_error: OnError = "fail"
 
 
 @dataclass

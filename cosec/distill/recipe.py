@@ -11,12 +11,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from cosec.atomic import atomic_write
 from cosec.data.datasets import Phase1Dataset, Phase2Dataset
 from cosec.models import ChampModel
 from cosec.train import distributed
 from cosec.train.batches import batch_stream
+from cosec.train.config import RunConfig
 from cosec.train.loop import TrainConfig, train
-from cosec.train.tracking import NullTracker, Tracker, tracker_from_spec
+from cosec.train.tracking import NullTracker, Tracker
 
 from .batch import prepare_batch
 from .config import DistillConfig
@@ -84,7 +86,7 @@ def run_phase(
     teacher = teacher.to(distributed.device())
     lcd = ReferenceLCM(teacher, cfg, student_init=student_init)
     pcfg = cfg.phase(phase)
-    data_seed = cfg.seed + 7919 * distributed.rank()  # each Ray worker draws its own groups
+    data_seed = distributed.rank_seed(cfg.seed)  # each Ray worker draws its own groups
     res = teacher.config.resolution
     sources = index["source_video"]
     if phase == 1:
@@ -142,42 +144,43 @@ def run_phase(
     return lcd
 
 
-def run_phase_on_workers(
-    num_workers: int, use_gpu: bool, teacher_dir: str, init_dir: str | None, tracker: Tracker | None, **kwargs
+def distill_phase(
+    teacher_dir: str | Path,
+    init_dir: str | Path | None,
+    run: RunConfig,
+    tracker: Tracker | None = None,
+    **kwargs,
 ) -> dict[str, torch.Tensor]:
-    """run_phase on Ray Train workers (gradients averaged by the loop); returns the shipped D-UNet's state dict.
+    """run_phase in this process or on Ray Train workers (as ``run`` says); the shipped D-UNet's state dict.
 
-    ``kwargs`` are run_phase's (phase, cfg, data_root, index, work_dir, batch_size, train_config, ...).
+    The teacher and the phase-2 starting student are loaded from their folders by every worker.
+    ``kwargs`` are run_phase's (phase, cfg, data_root, index, work_dir, batch_size, ...);
+    ``train_config`` comes from ``run``.
     """
-    # Ray workers run in their own working folder: hand them absolute paths
-    absolute = {k: str(Path(kwargs[k]).resolve()) for k in ("data_root", "work_dir")}
+    work = Path(kwargs["work_dir"]).resolve()
     payload = {
         "teacher": str(Path(teacher_dir).resolve()),
         "init": str(Path(init_dir).resolve()) if init_dir else None,
-        "tracker": getattr(tracker, "spec", lambda: None)(),
-        "kwargs": {**kwargs, **absolute},
+        # absolute paths: Ray workers run in their own working folder
+        "kwargs": {
+            **kwargs,
+            "data_root": str(Path(kwargs["data_root"]).resolve()),
+            "work_dir": str(work),
+            "train_config": run.loop_settings(),
+        },
     }
-    result = distributed.run(
-        _phase_worker,
-        payload,
-        num_workers=num_workers,
-        use_gpu=use_gpu,
-        storage_path=Path(kwargs["work_dir"]).resolve() / "ray",
-        name=f"phase{kwargs['phase']}",
-    )
+    result = distributed.launch(_phase_worker, payload, run, work, f"phase{kwargs['phase']}", tracker)
     return torch.load(result["student"], map_location="cpu", weights_only=True)
 
 
-def _phase_worker(payload: dict) -> dict:
+def _phase_worker(payload: dict, tracker: Tracker | None) -> dict:
     teacher = ChampModel.from_pretrained(payload["teacher"])
     init = (
         ChampModel.from_pretrained(payload["init"]).denoising_unet.state_dict() if payload["init"] else None
     )
-    tracker = tracker_from_spec(payload["tracker"], distributed.rank())
     lcd = run_phase(teacher=teacher, student_init=init, tracker=tracker, **payload["kwargs"])
-    out = Path(payload["kwargs"]["work_dir"]).resolve() / "student.pt"
+    out = Path(payload["kwargs"]["work_dir"]) / "student.pt"
     if distributed.rank() == 0:
-        tmp = out.with_suffix(".tmp")
-        torch.save({k: v.cpu() for k, v in lcd.shipped().state_dict().items()}, tmp)
-        tmp.replace(out)
+        state = {k: v.cpu() for k, v in lcd.shipped().state_dict().items()}
+        atomic_write(out, lambda tmp: torch.save(state, tmp))
     return {"student": str(out)}

@@ -6,8 +6,6 @@ Clips longer than one context window are denoised window by window at every step
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 import torch
@@ -15,42 +13,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cosec.data.datasets import EvalDataset
-from cosec.diffusion.student import RENOISE, sample_student
+from cosec.diffusion.student import sample_student
 from cosec.diffusion.teacher import sample_teacher
 from cosec.diffusion.windows import ContextWindows, decode_frames
+from cosec.eval.config import EvalProtocol
 from cosec.eval.evaluate import Backbones, SplitEvaluator
 from cosec.eval.report import MetricsTable
 from cosec.models import ChampModel
-
-
-@dataclass
-class EvalProtocol:
-    splits: list[str] = field(default_factory=lambda: ["dance", "fashion", "wild"])
-    teacher_steps: list[int] = field(default_factory=lambda: [2, 4, 6, 8, 20])
-    teacher_nocfg_steps: list[int] = field(default_factory=lambda: [2, 20])
-    student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
-    guidance_scale: float = 3.5  # Champ's inference scale
-    max_videos: int = 0  # per split; 0 = all
-    max_frames: int = 0  # per video; 0 = all (clips longer than `window` are denoised in context windows)
-    min_gap: int = 1  # the clip: frames at least this far from frame 0 (and from the reference when "first")
-    reference: str = "least_overlap"  # or "first" (frame 0); see docs/evaluation.md
-    seed: int = 0
-    student_renoise: str = "independent"  # LCM re-noising between steps: "independent" per frame, or "shared"
-    weights_dir: str | None = (
-        None  # backbone weights for LPIPS / FID (missing: reported null with the reason)
-    )
-    grid_frames: int = 4  # frames of the first video per split in the sample grid
-    window: int = 24  # context window over frames (Champ: 24); at most the motion modules' position table
-    window_overlap: int = 4  # frames shared by consecutive windows (Champ: 4)
-    window_stride: int = 1  # dilation levels (Champ: 1, contiguous windows only)
-
-    def __post_init__(self) -> None:
-        # reject a bad window layout at load time too
-        ContextWindows(self.window, self.window_overlap, self.window_stride)
-        if self.student_renoise not in RENOISE:  # fail at load time, not after the teacher rows
-            raise ValueError(
-                f"EvalProtocol: student_renoise must be one of {RENOISE}, got {self.student_renoise!r}"
-            )
 
 
 def to_uint8(pixels: torch.Tensor) -> np.ndarray:

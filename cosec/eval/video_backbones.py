@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from cosec.eval.backbones import _load_state, _load_strict
+from cosec.eval.state_dicts import _load_state, _load_strict
 
 # Frames per segment of both video metrics (DisCo: gen_gifs_for_fvd --gif_frames 16, --sample_duration 16).
 SEGMENT_FRAMES = 16

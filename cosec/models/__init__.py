@@ -1,23 +1,22 @@
 """Champ-compatible teacher models (see docs/models.md)."""
 
-from .champ import ChampModel, Conditioning
-from .config import GUIDANCE_TYPES, ModelConfig, MotionConfig, model_config
-from .guidance import GuidanceEncoder, GuidanceEncoders
-from .motion import MotionModule
-from .reference_attention import ReferenceBank
-from .unet import DenoisingUNet, ReferenceUNet
+from cosec._lazy import lazy_exports
 
-__all__ = [
-    "GUIDANCE_TYPES",
-    "ChampModel",
-    "Conditioning",
-    "DenoisingUNet",
-    "GuidanceEncoder",
-    "GuidanceEncoders",
-    "ModelConfig",
-    "MotionConfig",
-    "MotionModule",
-    "ReferenceBank",
-    "ReferenceUNet",
-    "model_config",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "ChampModel": ".champ",
+        "Conditioning": ".champ",
+        "DenoisingUNet": ".unet",
+        "GUIDANCE_TYPES": ".config",
+        "GuidanceEncoder": ".guidance",
+        "GuidanceEncoders": ".guidance",
+        "ModelConfig": ".config",
+        "ModelSize": ".config",
+        "MotionConfig": ".config",
+        "MotionModule": ".motion",
+        "ReferenceBank": ".reference_attention",
+        "ReferenceUNet": ".unet",
+        "model_config": ".config",
+    },
+)

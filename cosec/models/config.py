@@ -183,3 +183,36 @@ def model_config(name: str) -> ModelConfig:
         return _CONFIGS[name]()
     except KeyError:
         raise ValueError(f"unknown model config {name!r}; choose one of {sorted(_CONFIGS)}") from None
+
+
+@dataclass
+class ModelSize:
+    """Which ModelConfig to build: a preset plus the few overrides the embedded benchmark needs."""
+
+    base: str = "tiny"  # tiny | sd15
+    resolution: int | None = None  # pixels; None keeps the preset's
+    unet_channels: list[int] | None = None  # UNet block_out_channels; None keeps the preset's
+    vae_channels: list[int] | None = None  # VAE block_out_channels: 4 blocks = 8x down (SD), 3 blocks = 4x
+    vae_layers_per_block: int | None = None
+    guidance_channels: list[int] | None = None  # None: the preset's, cut to the VAE's number of blocks
+
+    def build_config(self) -> ModelConfig:
+        cfg = model_config(self.base)
+        data = cfg.to_dict()
+        if self.unet_channels is not None:
+            data["unet"]["block_out_channels"] = list(self.unet_channels)
+        if self.vae_channels is not None:
+            n = len(self.vae_channels)
+            data["vae"]["block_out_channels"] = list(self.vae_channels)
+            data["vae"]["down_block_types"] = [data["vae"]["down_block_types"][0]] * n
+            data["vae"]["up_block_types"] = [data["vae"]["up_block_types"][0]] * n
+            if self.guidance_channels is None:
+                data["guidance_block_out_channels"] = list(data["guidance_block_out_channels"])[:n]
+        if self.guidance_channels is not None:
+            data["guidance_block_out_channels"] = list(self.guidance_channels)
+        if self.vae_layers_per_block is not None:
+            data["vae"]["layers_per_block"] = self.vae_layers_per_block
+        if self.resolution is not None:
+            data["resolution"] = self.resolution
+            data["vae"]["sample_size"] = self.resolution
+        return ModelConfig.from_dict(data)  # the UNet's sample_size follows the latent size there

@@ -1,14 +1,16 @@
 """Guidance rendering: a GL (moderngl/EGL) or pure-torch visibility buffer, then shared shading."""
 
-from cosec.render.maps import GUIDANCE_TYPES, PALETTE, FrameMaps, GuidanceRenderer
-from cosec.render.raster import gl_available, rasterize, rasterize_torch
+from cosec._lazy import lazy_exports
 
-__all__ = [
-    "GUIDANCE_TYPES",
-    "PALETTE",
-    "FrameMaps",
-    "GuidanceRenderer",
-    "gl_available",
-    "rasterize",
-    "rasterize_torch",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "FrameMaps": ".maps",
+        "GUIDANCE_TYPES": ".maps",
+        "GuidanceRenderer": ".maps",
+        "PALETTE": ".maps",
+        "gl_available": ".raster",
+        "rasterize": ".raster",
+        "rasterize_torch": ".raster",
+    },
+)

@@ -1,12 +1,15 @@
 """The embedded synthetic benchmark: anny subjects, procedural motions, cameras, RGB videos."""
 
-from cosec.synth.dataset import (
-    SPLIT_FAMILIES,
-    VideoSpec,
-    plan,
-    render_video,
-    video_params,
-    write_synthetic_data,
-)
+from cosec._lazy import lazy_exports
 
-__all__ = ["SPLIT_FAMILIES", "VideoSpec", "plan", "render_video", "video_params", "write_synthetic_data"]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "SPLIT_FAMILIES": ".dataset",
+        "VideoSpec": ".dataset",
+        "plan": ".dataset",
+        "render_video": ".dataset",
+        "video_params": ".dataset",
+        "write_synthetic_data": ".dataset",
+    },
+)

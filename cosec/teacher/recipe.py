@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -13,99 +11,16 @@ import torch
 
 from cosec.data.datasets import Phase2Dataset, TeacherDataset
 from cosec.diffusion.schedule import NoiseSchedule
-from cosec.models import ChampModel, ModelConfig, model_config
+from cosec.models import ChampModel, ModelSize
 from cosec.train import distributed
 from cosec.train.batches import batch_stream
+from cosec.train.config import RunConfig, settings_digest
 from cosec.train.loop import TrainConfig, train
-from cosec.train.tracking import NullTracker, Tracker, tracker_from_spec
+from cosec.train.tracking import NullTracker, Tracker
 
+from .config import PARTS, PartConfig, TeacherConfig
 from .objectives import TeacherStage1, TeacherStage2
 from .vae import VAETrainer, calibrate_scaling_factor
-
-
-@dataclass
-class ModelSize:
-    """Which ModelConfig to build: a preset plus the few overrides the embedded benchmark needs."""
-
-    base: str = "tiny"  # tiny | sd15
-    resolution: int | None = None  # pixels; None keeps the preset's
-    unet_channels: list[int] | None = None  # UNet block_out_channels; None keeps the preset's
-    vae_channels: list[int] | None = None  # VAE block_out_channels: 4 blocks = 8x down (SD), 3 blocks = 4x
-    vae_layers_per_block: int | None = None
-    guidance_channels: list[int] | None = None  # None: the preset's, cut to the VAE's number of blocks
-
-    def build_config(self) -> ModelConfig:
-        cfg = model_config(self.base)
-        data = cfg.to_dict()
-        if self.unet_channels is not None:
-            data["unet"]["block_out_channels"] = list(self.unet_channels)
-        if self.vae_channels is not None:
-            n = len(self.vae_channels)
-            data["vae"]["block_out_channels"] = list(self.vae_channels)
-            data["vae"]["down_block_types"] = [data["vae"]["down_block_types"][0]] * n
-            data["vae"]["up_block_types"] = [data["vae"]["up_block_types"][0]] * n
-            if self.guidance_channels is None:
-                data["guidance_block_out_channels"] = list(data["guidance_block_out_channels"])[:n]
-        if self.guidance_channels is not None:
-            data["guidance_block_out_channels"] = list(self.guidance_channels)
-        if self.vae_layers_per_block is not None:
-            data["vae"]["layers_per_block"] = self.vae_layers_per_block
-        if self.resolution is not None:
-            data["resolution"] = self.resolution
-            data["vae"]["sample_size"] = self.resolution
-        return ModelConfig.from_dict(data)  # the UNet's sample_size follows the latent size there
-
-
-@dataclass
-class PartConfig:
-    steps: int = 100
-    lr: float = 1e-4
-    batch_size: int = 8
-
-
-@dataclass
-class VAEPart(PartConfig):
-    kl_weight: float = 1e-6
-    grad_weight: float = 1.0
-    l1_weight: float = 1.0
-    mse_weight: float = 0.0
-    sample_posterior: bool = True
-    augment: bool = False  # colour-channel permutation + flips (see cosec/teacher/vae.py)
-
-
-@dataclass
-class Stage1Part(PartConfig):
-    uncond_prob: float = 0.1  # Champ drops the reference condition this often (for CFG)
-
-
-@dataclass
-class Stage2Part(PartConfig):
-    num_frames: int = 8
-    stride: int = 1
-    uncond_prob: float = 0.1
-
-
-@dataclass
-class TeacherConfig:
-    champ_dir: str | None = None  # a folder of Champ's released weights: imported instead of training
-    out: str = "models/teacher"
-    seed: int = 0
-    vae: VAEPart = field(default_factory=lambda: VAEPart(steps=300, lr=1e-3, batch_size=16))
-    stage1: Stage1Part = field(default_factory=lambda: Stage1Part(steps=600, lr=3e-4, batch_size=8))
-    stage2: Stage2Part = field(default_factory=lambda: Stage2Part(steps=100, lr=3e-4, batch_size=2))
-
-
-@dataclass
-class RunConfig:
-    """How training runs, shared by every training stage."""
-
-    num_workers: int = 1  # > 1 (or use_gpu): Ray Train TorchTrainer workers, gradients averaged every step
-    use_gpu: bool = False
-    checkpoint_every: int = 100
-    keep_last: int = 2
-    log_every: int = 10
-    mixed_precision: str = "bf16"  # autocast on GPU only
-    progress: bool = True
 
 
 def _train_config(part: PartConfig, run: RunConfig, out_dir: Path, desc: str, seed: int) -> TrainConfig:
@@ -113,17 +28,10 @@ def _train_config(part: PartConfig, run: RunConfig, out_dir: Path, desc: str, se
         max_steps=part.steps,
         out_dir=str(out_dir),
         lr=part.lr,
-        checkpoint_every=run.checkpoint_every,
-        keep_last=run.keep_last,
-        log_every=run.log_every,
-        mixed_precision=run.mixed_precision,
         seed=seed,
-        progress=run.progress,
         desc=desc,
+        **run.loop_settings(),
     )
-
-
-PARTS = ("vae", "stage1", "stage2")
 
 
 def part_dir(work: str | Path, cfg: TeacherConfig, name: str) -> Path:
@@ -134,8 +42,7 @@ def part_dir(work: str | Path, cfg: TeacherConfig, name: str) -> Path:
     for part in PARTS[: PARTS.index(name) + 1]:
         lineage[part] = asdict(getattr(cfg, part))
     lineage[name].pop("steps")
-    digest = hashlib.sha1(json.dumps(lineage, sort_keys=True).encode()).hexdigest()[:8]
-    return Path(work) / f"{name}-{digest}"
+    return Path(work) / f"{name}-{settings_digest(lineage, 8)}"
 
 
 def _fit(module, cfg: TeacherConfig, name: str, stream, run: RunConfig, work: Path, tracker: Tracker):
@@ -211,7 +118,7 @@ def train_teacher(
     model_cfg = size.build_config()
     device = distributed.device()
     model = ChampModel.build(model_cfg).requires_grad_(False).to(device)
-    data_seed = cfg.seed + 7919 * distributed.rank()
+    data_seed = distributed.rank_seed(cfg.seed)
     res = model_cfg.resolution
     frames = TeacherDataset(data_root, index, split="train", seed=cfg.seed, resolution=res)
 
@@ -275,33 +182,20 @@ def load_or_train_teacher(
         from cosec.models.champ_release import load_champ
 
         return load_champ(cfg.champ_dir, config=size.build_config(), motion_modules=True)
-    if run.num_workers > 1 or run.use_gpu:
-        spec = tracker.spec() if hasattr(tracker, "spec") else None
-        # Ray workers run in their own working folder: hand them absolute paths
-        payload = {
-            "cfg": cfg,
-            "size": size,
-            "run": run,
-            "root": str(Path(data_root).resolve()),
-            "index": index,
-            "work": str(Path(work_dir).resolve()),
-            "tracker": spec,
-        }
-        result = distributed.run(
-            _teacher_worker,
-            payload,
-            num_workers=run.num_workers,
-            use_gpu=run.use_gpu,
-            storage_path=Path(work_dir).resolve() / "ray",
-            name="teacher",
-        )
-        return ChampModel.from_pretrained(result["checkpoint"])
-    return train_teacher(cfg, size, run, data_root, index, work_dir, tracker)
+    payload = {
+        "cfg": cfg,
+        "size": size,
+        "run": run,
+        "root": str(Path(data_root).resolve()),  # absolute: Ray workers run in their own folder
+        "index": index,
+        "work": str(Path(work_dir).resolve()),
+    }
+    result = distributed.launch(_teacher_worker, payload, run, work_dir, "teacher", tracker)
+    return ChampModel.from_pretrained(result["checkpoint"])
 
 
-def _teacher_worker(payload: dict) -> dict:
-    """One Ray Train worker: the same recipe; rank 0 writes the result for the driver."""
-    tracker = tracker_from_spec(payload["tracker"], distributed.rank())
+def _teacher_worker(payload: dict, tracker: Tracker | None) -> dict:
+    """One worker (or the process itself): the recipe; rank 0 writes the result for the caller."""
     model = train_teacher(
         payload["cfg"],
         payload["size"],
@@ -311,7 +205,7 @@ def _teacher_worker(payload: dict) -> dict:
         payload["work"],
         tracker,
     )
-    out = Path(payload["work"]).resolve() / "result"
+    out = Path(payload["work"]) / "result"
     if distributed.rank() == 0:
         model.to("cpu").save_pretrained(out)
     return {"checkpoint": str(out)}

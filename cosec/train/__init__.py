@@ -1,15 +1,17 @@
 """The shared training loop, checkpoints, experiment tracking and Ray Train wiring."""
 
-from cosec.train.loop import NonFiniteLossError, TrainConfig, Trainer, TrainResult, train
-from cosec.train.tracking import MLflowTracker, NullTracker, Tracker
+from cosec._lazy import lazy_exports
 
-__all__ = [
-    "MLflowTracker",
-    "NonFiniteLossError",
-    "NullTracker",
-    "TrainConfig",
-    "TrainResult",
-    "Trainer",
-    "Tracker",
-    "train",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "MLflowTracker": ".tracking",
+        "NonFiniteLossError": ".loop",
+        "NullTracker": ".tracking",
+        "Tracker": ".tracking",
+        "TrainConfig": ".loop",
+        "TrainResult": ".loop",
+        "Trainer": ".loop",
+        "train": ".loop",
+    },
+)

@@ -1,9 +1,10 @@
 """Run a training loop in process, or on several workers through Ray Train (TorchTrainer, DDP).
 
-The loop function is the same either way: `loop_fn(config: dict) -> dict | None`. Inside it, call
-`prepare_model(model)` (DDP when there are several workers) and `device()`; the Trainer in
-cosec.train.loop finds rank and world size from torch.distributed and writes its checkpoint files
-itself (rank 0), so an in-process run and a Ray run resume from the same files.
+The loop function is the same either way: `loop_fn(config: dict) -> dict | None`. Inside it, use
+`device()` and `rank_seed()`; the Trainer in cosec.train.loop finds rank and world size from
+torch.distributed, averages gradients across ranks and writes its checkpoint files itself (rank 0),
+so an in-process run and a Ray run resume from the same files. `launch` is the one entry point the
+training recipes use: a worker function, its payload and the run settings.
 
 Ray binds loopback only: `ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1")`.
 """
@@ -18,7 +19,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 LoopFn = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
@@ -50,16 +50,9 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def prepare_model(model: nn.Module) -> nn.Module:
-    """Move to the worker's device and wrap in DDP when there are several workers; else unchanged (moved)."""
-    if world_size() > 1:
-        if _in_ray_worker():
-            import ray.train.torch
-
-            return ray.train.torch.prepare_model(model)
-        model = model.to(device())
-        return nn.parallel.DistributedDataParallel(model)
-    return model.to(device())
+def rank_seed(seed: int) -> int:
+    """The data seed of this rank: every Ray worker draws its own batches (rank 0 keeps ``seed``)."""
+    return seed + 7919 * rank()
 
 
 def init_ray_local(num_cpus: int | None = None) -> None:
@@ -129,3 +122,36 @@ def run(
         raise RuntimeError(f"Ray Train run {name!r} finished without rank 0's result")
     with result.checkpoint.as_directory() as folder:
         return json.loads((Path(folder) / "result.json").read_text())
+
+
+def _launched(payload: dict[str, Any]) -> dict[str, Any]:
+    """A Ray worker's side of `launch`: rebuild the tracker (rank 0 logs into the driver's run)."""
+    from cosec.train.tracking import tracker_from_spec
+
+    return payload["worker"](payload["payload"], tracker_from_spec(payload["tracker"], rank()))
+
+
+def launch(
+    worker: Callable[[dict[str, Any], Any], dict[str, Any]],
+    payload: dict[str, Any],
+    run_config,
+    work_dir: str | Path,
+    name: str,
+    tracker=None,
+) -> dict[str, Any]:
+    """``worker(payload, tracker)`` in this process, or on Ray Train workers when ``run_config.distributed``.
+
+    Paths in ``payload`` must already be absolute (Ray workers run in their own folder); the worker
+    returns a small dict (file paths) that rank 0 fills. Ray's own files go under ``work_dir/ray``.
+    """
+    if not run_config.distributed:
+        return dict(worker(payload, tracker) or {})
+    spec = tracker.spec() if hasattr(tracker, "spec") else None
+    return run(
+        _launched,
+        {"worker": worker, "payload": payload, "tracker": spec},
+        num_workers=run_config.num_workers,
+        use_gpu=run_config.use_gpu,
+        storage_path=Path(work_dir).resolve() / "ray",
+        name=name,
+    )

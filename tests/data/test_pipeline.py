@@ -130,17 +130,17 @@ def test_meta_is_carried(tiny_data):
 
 @pytest.mark.parametrize("stage", ["synth", "frames", "guidance", "index", "ingest"])
 def test_stage_scripts_parse_their_section(tmp_path, stage):
-    from cosec.data.cli import STAGES
-    from cosec.data.config import load_section
+    from cosec.config import ConfigError
+    from cosec.pipeline.params import load_params
 
     (tmp_path / "p.yaml").write_text(
         f"{stage}:\n  on_error: skip\n" if stage != "synth" else "synth:\n  seed: 3\n"
     )
-    cfg = load_section(tmp_path / "p.yaml", stage, STAGES[stage][1])
+    cfg = getattr(load_params(tmp_path / "p.yaml"), stage)
     assert (cfg.seed == 3) if stage == "synth" else (cfg.on_error == "skip")
     (tmp_path / "bad.yaml").write_text(f"{stage}:\n  nonsense: 1\n")
-    with pytest.raises(ValueError, match="nonsense"):
-        load_section(tmp_path / "bad.yaml", stage, STAGES[stage][1])
+    with pytest.raises(ConfigError, match="nonsense"):
+        load_params(tmp_path / "bad.yaml")
 
 
 def test_travel_drifts_the_body_sideways_and_zero_travel_changes_nothing(tiny_data):

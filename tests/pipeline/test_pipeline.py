@@ -131,7 +131,7 @@ def test_phase1_distils_on_two_ray_workers(smoke_project: Path, project_env, loo
         tmp_path,
         "phase1",
         "models/phase1_ray",
-        "stages/distill_phase.py 1",
+        "stages/phase1.py",
     )
     from cosec.models import ChampModel
 

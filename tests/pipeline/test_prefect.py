@@ -67,7 +67,14 @@ def test_deployment_phase2_runs_to_completed(smoke_project: Path, prefect_server
     run(prefect + ["work-pool", "create", "cosec-local", "--type", "process"], smoke_project, env)
     run(prefect + ["deploy", "--all"], smoke_project, env)
     run(prefect + ["deployment", "run", "distill/phase2"], smoke_project, env)
-    run(prefect + ["worker", "start", "--pool", "cosec-local", "--run-once"], smoke_project, env, timeout=600)
+    # the worker as a newcomer starts it: the venv's prefect, PATH without the venv (stages say `python ...`)
+    plain = {k: v for k, v in env.items() if k != "VIRTUAL_ENV"} | {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+    run(
+        prefect + ["worker", "start", "--pool", "cosec-local", "--run-once"],
+        smoke_project,
+        plain,
+        timeout=600,
+    )
 
     out = run(
         prefect + ["flow-run", "ls", "--flow-name", "distill", "--limit", "1", "--output", "json"],

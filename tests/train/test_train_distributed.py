@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _loop(config: dict) -> dict:
     torch.manual_seed(0)
     model = nn.Linear(3, 1)
-    net = distributed.prepare_model(model)
+    net = model.to(distributed.device())
 
     def step_fn(batch):
         return (net(batch) - 1).pow(2).mean()
@@ -57,7 +57,7 @@ RAY_JOB = textwrap.dedent("""
     def loop(config):
         torch.manual_seed(0)
         model = nn.Linear(4, 1)
-        net = distributed.prepare_model(model)
+        net = model.to(distributed.device())
         rank = distributed.rank()
         w = torch.tensor([[1.0], [2.0], [-1.0], [0.5]])
 

@@ -1,0 +1,60 @@
+"""Stage 'evaluate': teacher @ N DDIM steps (CFG and none) vs students @ N LCM steps on every test split
+-> reports/metrics.json (+ the reasons for nulls) and the sample grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cosec.config import to_dict
+from cosec.eval.report import save_sample_grid, write_metrics_json
+from cosec.eval.runner import run_evaluation
+from cosec.models import ChampModel
+
+from .common import read_index, tracked
+from .params import EvaluateConfig
+from .stage import Stage
+
+if TYPE_CHECKING:
+    from .params import Params
+
+TABLE_KEYS = ("ssim", "psnr", "l1", "ssim_person", "psnr_person", "hf_ratio", "jitter")
+
+
+Config = EvaluateConfig
+
+
+def run(params: Params) -> None:
+    with tracked(params.common, "evaluate", {"evaluate": to_dict(params.evaluate)}) as tracker:
+        _evaluate(params, tracker)
+    print(f"metrics written to {params.evaluate.out}/metrics.json")
+
+
+def _evaluate(params: Params, tracker) -> None:
+    from PIL import Image
+
+    common, cfg = params.common, params.evaluate
+    teacher = ChampModel.from_pretrained(cfg.teacher)
+    students = {name: ChampModel.from_pretrained(path).denoising_unet for name, path in cfg.students.items()}
+    table, grids = run_evaluation(
+        teacher, students, common.data_root, read_index(common), cfg.protocol, progress=common.run.progress
+    )
+    out = Path(cfg.out)
+    write_metrics_json(table, out / "metrics.json")
+    for split, rows in grids.items():
+        path = save_sample_grid(rows, out / "samples" / f"{split}.png", columns=tuple(rows[0]))
+        tracker.log_image(np.asarray(Image.open(path)), f"samples_{split}")
+    for split in table.values:
+        rows = table.rows(split)
+        tracker.log_table(
+            {
+                "entry": [f"{m}@{s}" for m, s, _ in rows],
+                **{k: [v.get(k) for _, _, v in rows] for k in TABLE_KEYS},
+            },
+            f"metrics_{split}",
+        )
+
+
+STAGE = Stage("evaluate", ("common", "evaluate"), run)

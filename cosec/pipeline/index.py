@@ -1,0 +1,25 @@
+"""Stage 'index': the frame table (parquet) the samplers and datasets read.
+
+Settings: cosec.data.config; see docs/data.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .stage import Stage
+
+if TYPE_CHECKING:
+    from .params import Params
+
+
+def run(params: Params) -> None:
+    import torch
+
+    from cosec.data.index import build_index
+
+    torch.set_num_threads(1)  # small tensors: intra-op threads only add contention (30x slower on 2 cores)
+    build_index(params.index)
+
+
+STAGE = Stage("index", ("index",), run)

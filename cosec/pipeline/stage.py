@@ -1,0 +1,14 @@
+"""A pipeline stage: its name, the params sections it reads, and what it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    sections: tuple[str, ...]  # dvc.yaml's `params:` for the stage must be exactly these
+    run: Callable  # run(params) or, with a variant argument, run(params, variant)
+    variants: tuple[str, ...] = ()  # a positional argument of the stage script (the ablation rungs)

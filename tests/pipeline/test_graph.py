@@ -1,0 +1,137 @@
+"""The DVC graphs against the code: every stage's deps cover the files its script imports, its params are
+exactly the sections it may read, the reproduce graph is the main one, and the layering holds."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+import pytest
+import yaml
+
+from cosec.pipeline.stages import STAGES
+
+from .import_closure import REPO, closure, direct_imports, script_of, uncovered
+
+GRAPHS = ("dvc.yaml", "reproduce/dvc.yaml", "ablation/dvc.yaml")
+
+
+def _stages(graph: str) -> dict[str, dict]:
+    """name -> stage definition, with `foreach` expanded (items substituted in cmd and outs)."""
+    doc = yaml.safe_load((REPO / graph).read_text())
+    out = {}
+    for name, stage in doc["stages"].items():
+        if "foreach" in stage:
+            for item in stage["foreach"]:
+                text = yaml.safe_dump(stage["do"]).replace("${item}", item)
+                out[f"{name}@{item}"] = yaml.safe_load(text)
+        else:
+            out[name] = stage
+    return out
+
+
+def _sections(stage: dict) -> set[str]:
+    found = set()
+    for entry in stage.get("params", []):
+        if isinstance(entry, dict):  # {params_file: [sections]}
+            for sections in entry.values():
+                found |= set(sections)
+        else:
+            found.add(entry)
+    return found
+
+
+def _all_stages():
+    return [(g, n, s) for g in GRAPHS for n, s in _stages(g).items()]
+
+
+@pytest.mark.parametrize(
+    ("graph", "name", "stage"), _all_stages(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_deps_cover_every_file_the_stage_imports(graph, name, stage):
+    script = script_of(stage["cmd"])
+    assert script is not None and script.is_file(), f"{graph}:{name}: no stage script in {stage['cmd']!r}"
+    root = (REPO / graph).parent / stage.get("wdir", ".")
+    missing = uncovered(closure(script), stage.get("deps", []), root=root)
+    assert not missing, (
+        f"{graph}:{name} imports files its deps do not list: {missing}\n"
+        "add them (python tests/pipeline/import_closure.py prints each stage's deps)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("graph", "name", "stage"), _all_stages(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_params_are_exactly_the_sections_the_stage_reads(graph, name, stage):
+    script = script_of(stage["cmd"])
+    spec = STAGES[script.stem]
+    assert _sections(stage) == set(spec.sections), f"{graph}:{name}"
+
+
+def test_the_check_fails_when_an_import_has_no_dependency(tmp_path):
+    """What the deps test sees if someone adds `import cosec.eval.report` to the synth stage's module."""
+    synth = _stages("dvc.yaml")["synth"]
+    grown = tmp_path / "synth_stage.py"
+    source = (REPO / "cosec/pipeline/synth.py").read_text().replace("from .", "from cosec.pipeline.")
+    grown.write_text(source + "\nimport cosec.eval.report\n")
+    files = (closure(REPO / "stages/synth.py") - {REPO / "cosec/pipeline/synth.py"}) | closure(grown)
+    missing = uncovered(files - {grown}, synth["deps"])
+    assert "cosec/eval/report.py" in missing
+    assert not uncovered(closure(REPO / "stages/synth.py"), synth["deps"])  # today's graph is complete
+
+
+def test_function_level_and_lazy_package_imports_are_followed(tmp_path):
+    f = tmp_path / "x.py"
+    f.write_text("def g():\n    from cosec.models import ChampModel\n")
+    assert REPO / "cosec/models/champ.py" in direct_imports(f)
+    f2 = tmp_path / "y.py"
+    f2.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import cosec.eval.runner\n")
+    assert REPO / "cosec/eval/runner.py" not in direct_imports(f2)
+
+
+def test_reproduce_graph_is_the_main_graph_under_reproduce():
+    main, repro = _stages("dvc.yaml"), _stages("reproduce/dvc.yaml")
+    assert list(main) == list(repro)
+    for name, stage in main.items():
+        other = repro[name]
+        assert other["cmd"] == stage["cmd"].replace("params.yaml", "reproduce/params.yaml"), name
+        code = [d for d in stage["deps"] if d.startswith(("cosec", "stages"))]
+        data = [d for d in stage["deps"] if d not in code]
+        assert [d for d in other["deps"] if d.startswith(("cosec", "stages"))] == code, name
+        assert [d for d in other["deps"] if not d.startswith(("cosec", "stages"))] == [
+            f"reproduce/{d}" for d in data
+        ]
+        assert _sections(other) == _sections(stage), name
+
+
+def test_stage_scripts_are_thin_entry_points():
+    for script in sorted((REPO / "stages").glob("*.py")):
+        tree = ast.parse(script.read_text())
+        assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))], script.name
+        assert len(script.read_text().splitlines()) <= 10, script.name
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert imported <= {"cosec.pipeline.entry", f"cosec.pipeline.{_module_of(script.stem)}"}, script.name
+
+
+def _module_of(stage: str) -> str:
+    return {"phase1": "distill", "phase2": "distill", "ablation": "ablation"}.get(stage, stage)
+
+
+def test_layering_and_no_import_circles():
+    files = sorted((REPO / "cosec").rglob("*.py"))
+    graph = nx.DiGraph()
+    for f in files:
+        for dep in direct_imports(f):
+            rel = dep.relative_to(REPO)
+            assert rel.parts[0] not in ("stages", "flows", "tests"), f"{f.relative_to(REPO)} imports {rel}"
+            if dep != f and dep.name != "__init__.py":
+                graph.add_edge(f.relative_to(REPO), rel)
+    cycles = list(nx.simple_cycles(graph))
+    assert not cycles, cycles[:5]
+    packages = nx.DiGraph()
+    for a, b in graph.edges:
+        pa, pb = Path(*a.parts[:2]), Path(*b.parts[:2])
+        if pa != pb and len(a.parts) > 2 and len(b.parts) > 2:
+            packages.add_edge(pa, pb)
+    assert not list(nx.simple_cycles(packages)), list(nx.simple_cycles(packages))[:5]
