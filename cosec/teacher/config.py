@@ -31,6 +31,9 @@ class VAEPart(PartConfig):
 @dataclass
 class Stage1Part(PartConfig):
     uncond_prob: float = 0.1  # Champ drops the reference condition this often (for CFG)
+    snr_gamma: Annotated[float, Range(gt=0)] | None = (
+        None  # Min-SNR-gamma loss weighting (Champ's option); null = off
+    )
 
 
 @dataclass

@@ -45,11 +45,19 @@ def denoising_loss(
 class _Stage(nn.Module):
     """Shared plumbing: frozen VAE/CLIP encodes under no_grad; which parts train is the stage's choice."""
 
-    def __init__(self, model: ChampModel, schedule: NoiseSchedule, uncond_prob: float, seed: int):
+    def __init__(
+        self,
+        model: ChampModel,
+        schedule: NoiseSchedule,
+        uncond_prob: float,
+        seed: int,
+        snr_gamma: float | None = None,
+    ):
         super().__init__()
         self.model = model
         self.schedule = schedule
         self.uncond_prob = uncond_prob
+        self.snr_gamma = snr_gamma  # Min-SNR weighting (None: plain MSE, the default)
         self.generator = torch.Generator().manual_seed(seed)
 
     @torch.no_grad()
@@ -81,7 +89,9 @@ class TeacherStage1(_Stage):
             cond = Conditioning(torch.zeros_like(clip), None, guidance)
         else:
             cond = Conditioning(clip, self.model.reference_unet(ref_latents, clip), guidance)
-        loss = denoising_loss(self.model, latents, cond, self.schedule, self.generator)
+        loss = denoising_loss(
+            self.model, latents, cond, self.schedule, self.generator, snr_gamma=self.snr_gamma
+        )
         return loss, {"loss_denoise": float(loss.detach())}
 
 
@@ -99,5 +109,7 @@ class TeacherStage2(_Stage):
             guidance = self.model.guidance_encoders(batch["guidance"])
             bank = None if self._drop_reference() else self.model.reference_unet(ref_latents, clip)
         cond = Conditioning(clip if bank is not None else torch.zeros_like(clip), bank, guidance)
-        loss = denoising_loss(self.model, latents, cond, self.schedule, self.generator)
+        loss = denoising_loss(
+            self.model, latents, cond, self.schedule, self.generator, snr_gamma=self.snr_gamma
+        )
         return loss, {"loss_denoise": float(loss.detach())}

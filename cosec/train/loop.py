@@ -86,11 +86,6 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _unwrap(obj: Any) -> Any:
-    # DDP-wrapped modules save and load through the wrapped module (no "module." prefix in files).
-    return obj.module if isinstance(obj, nn.parallel.DistributedDataParallel) else obj
-
-
 def _split(out: StepOutput) -> tuple[torch.Tensor, dict[str, float]]:
     if isinstance(out, tuple):
         loss, parts = out
@@ -140,7 +135,7 @@ class Trainer:
         if self.rank == 0:
             blob = {
                 "step": self.step,
-                "state": {name: _unwrap(obj).state_dict() for name, obj in self.state.items()},
+                "state": {name: obj.state_dict() for name, obj in self.state.items()},
                 "optimizer": self.optimizer.state_dict(),
                 "rng": ckpt.rng_state(),
                 "config": asdict(self.config),
@@ -160,7 +155,7 @@ class Trainer:
                 f"{path}: checkpoint has no state for {sorted(missing)} (has {sorted(blob['state'])})"
             )
         for name, obj in self.state.items():
-            _unwrap(obj).load_state_dict(blob["state"][name])
+            obj.load_state_dict(blob["state"][name])
         self.optimizer.load_state_dict(blob["optimizer"])
         rng = blob["rng"]
         if self.rank:

@@ -145,3 +145,19 @@ def test_teacher_part_folders_continue_a_longer_part_and_restart_what_follows(tm
     assert dirs["stage1"]["longer"] == dirs["stage1"]["base"] != dirs["stage1"]["faster"]
     assert len(set(dirs["stage2"].values())) == 3  # stage 2 follows any change of stage 1
     assert dirs["stage1"]["base"].parent == tmp_path and dirs["stage1"]["base"].name.startswith("stage1-")
+
+
+def test_stage1_snr_gamma_from_params_reaches_the_loss():
+    from cosec.config import from_dict
+    from cosec.teacher.config import TeacherConfig
+
+    cfg = from_dict(TeacherConfig, {"stage1": {"snr_gamma": 0.5}})
+    assert cfg.stage1.snr_gamma == 0.5
+    model = ChampModel.build("tiny")
+    batch = _batch()
+    plain = TeacherStage1(model, NoiseSchedule(), uncond_prob=0.0, seed=0)
+    weighted = TeacherStage1(model, NoiseSchedule(), uncond_prob=0.0, seed=0, snr_gamma=cfg.stage1.snr_gamma)
+    with torch.no_grad():
+        a, _ = plain(batch)
+        b, _ = weighted(batch)
+    assert not torch.allclose(a, b)  # same t and noise (same seed), Min-SNR weights change the loss
