@@ -140,6 +140,7 @@ def run_phase(
             state=lcd.train_state(),
             tracker=tracker or NullTracker(),
             callbacks=[lambda _step, _logs: lcd.update_ema()],
+            generators={"referencelcm": lcd.generator},  # draws the step's timesteps and noise
         )
     return lcd
 

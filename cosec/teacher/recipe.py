@@ -55,7 +55,9 @@ def _fit(module, cfg: TeacherConfig, name: str, stream, run: RunConfig, work: Pa
     for p in params:
         p.requires_grad_(True)
     config = _train_config(part, run, part_dir(work, cfg, name), name, cfg.seed)
-    train(module, stream, params, config, state={"module": module}, tracker=_Prefixed(tracker, name))
+    # the step's private generator (noise, timesteps, reference drops, augmentations) resumes with the rest
+    train(module, stream, params, config, state={"module": module}, tracker=_Prefixed(tracker, name),
+          generators={"step": module.generator})  # fmt: skip
     module.eval()
 
 

@@ -3,13 +3,20 @@
 Read it top to bottom: resume -> for each step: accumulate micro-batch gradients under autocast,
 check the loss is finite, clip, AdamW step, callbacks (EMA, validation), log, checkpoint.
 The stage supplies `step_fn(batch) -> loss` (or `(loss, {"loss_cd": ..., "loss_eta": ...})`), the
-parameters to optimise and the objects whose state must survive an interruption.
+parameters to optimise, the objects whose state must survive an interruption and the private
+torch.Generators its step draws from (timesteps, noise, augmentations).
+
+Resume is exact: a checkpoint holds the step, every `state` object, the optimiser, and every random
+stream of the process (torch/numpy/python global RNGs and the named `generators`); the data are a
+function of the step (`batch_stream`), so a run resumed from step s computes what an uninterrupted
+run computes from step s on, bit for bit on CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,6 +109,7 @@ class Trainer:
         state: Mapping[str, Stateful] | None = None,
         tracker: Tracker | None = None,
         callbacks: Sequence[Callback] = (),
+        generators: Mapping[str, torch.Generator] | None = None,
     ):
         self.config = config
         self.step_fn = step_fn
@@ -116,6 +124,7 @@ class Trainer:
             raise ValueError("Trainer: state key 'optimizer' is reserved")
         self.tracker = tracker or NullTracker()
         self.callbacks = list(callbacks)
+        self.generators = dict(generators or {})  # saved and restored with the RNG states
         self.rank, self.world_size = _rank_world()
         self.step = 0
 
@@ -130,14 +139,16 @@ class Trainer:
     def save(self) -> Path | None:
         folder = self.config.checkpoint_dir
         if self.rank > 0:
-            ckpt.atomic_save(ckpt.rng_state(), ckpt.rank_rng_path(folder, self.step, self.rank))
+            ckpt.atomic_save(
+                ckpt.rng_state(self.generators), ckpt.rank_rng_path(folder, self.step, self.rank)
+            )
         path = None
         if self.rank == 0:
             blob = {
                 "step": self.step,
                 "state": {name: obj.state_dict() for name, obj in self.state.items()},
                 "optimizer": self.optimizer.state_dict(),
-                "rng": ckpt.rng_state(),
+                "rng": ckpt.rng_state(self.generators),
                 "config": asdict(self.config),
                 "world_size": self.world_size,
             }
@@ -151,7 +162,7 @@ class Trainer:
         blob = ckpt.load_checkpoint(path)
         missing = set(self.state) - set(blob["state"])
         if missing:
-            raise ValueError(
+            raise ckpt.TrainCheckpointError(
                 f"{path}: checkpoint has no state for {sorted(missing)} (has {sorted(blob['state'])})"
             )
         for name, obj in self.state.items():
@@ -161,10 +172,16 @@ class Trainer:
         if self.rank:
             own = ckpt.rank_rng_path(Path(path).parent, blob["step"], self.rank)
             if not own.is_file():
-                raise ValueError(f"{path}: no RNG file {own.name} for rank {self.rank}")
-            rng = torch.load(own, map_location="cpu", weights_only=False)
-        ckpt.set_rng_state(rng)
+                raise ckpt.TrainCheckpointError(f"{path}: no RNG file {own.name} for rank {self.rank}")
+            rng = ckpt.safe_load(own, "RNG state")
+        absent = ckpt.set_rng_state(rng, self.generators)
         self.step = int(blob["step"])
+        if absent and self.step < self.config.max_steps:
+            warnings.warn(
+                f"{path}: written before generator states were checkpointed (no {sorted(absent)}): the run "
+                "goes on from here, but not bit-identical to an uninterrupted one",
+                stacklevel=2,
+            )
         return self.step
 
     # ---------------------------------------------------------------- loop
@@ -302,6 +319,7 @@ def train(
     state: Mapping[str, Stateful] | None = None,
     tracker: Tracker | None = None,
     callbacks: Sequence[Callback] = (),
+    generators: Mapping[str, torch.Generator] | None = None,
 ) -> TrainResult:
     """Run (or resume) training to config.max_steps; see Trainer."""
-    return Trainer(config, step_fn, params_to_optimise, state, tracker, callbacks).fit(data)
+    return Trainer(config, step_fn, params_to_optimise, state, tracker, callbacks, generators).fit(data)
