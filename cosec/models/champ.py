@@ -11,7 +11,15 @@ from diffusers import AutoencoderKL
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from .checkpoint import WEIGHTS_NAME, assign_state, check_state, read_model_folder, write_model_folder
+from .checkpoint import (
+    WEIGHTS_NAME,
+    ChampCheckpointError,
+    assign_state,
+    check_state,
+    read_model_folder,
+    short_list,
+    write_model_folder,
+)
 from .config import ModelConfig, model_config
 from .guidance import GuidanceEncoders
 from .reference_attention import ReferenceBank
@@ -20,6 +28,22 @@ from .unet import DenoisingUNet, ReferenceUNet, fold_frames, unfold_frames
 # CLIPImageProcessor's normalisation (sd-image-variations' image_encoder preprocessing)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def nonfinite_keys(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or inf."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str, dtype: torch.dtype | None = None) -> None:
+    """Refuse weights with NaN/inf (a diverged or corrupted run would otherwise give silent wrong numbers)."""
+    bad = nonfinite_keys(state)
+    if bad:
+        cast = f" after the cast to {str(dtype).removeprefix('torch.')}" if dtype is not None else ""
+        raise ChampCheckpointError(
+            f"{source}: {len(bad)} tensor(s) hold NaN or inf{cast}: {short_list(bad, 5)}; "
+            "the weights are unusable (a diverged or damaged run): retrain or restore them"
+        )
 
 
 @dataclass
@@ -85,6 +109,7 @@ class ChampModel(nn.Module):
         check_state(model.state_dict(), state, source)
         if dtype is not None:
             state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        check_finite(state, source, dtype)
         assign_state(model, state, source=source)
         model.role = meta.get("role")  # absent in folders saved before roles were recorded: None
         return model.to(device).eval()

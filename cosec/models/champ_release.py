@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from torch import nn
 
 from cosec.atomic import atomic_write
 
-from .champ import ChampModel
+from .champ import ChampModel, check_finite
 from .checkpoint import ChampCheckpointError, assign_state, short_list, write_json
 from .config import GUIDANCE_TYPES, ModelConfig, model_config
 
@@ -226,7 +227,13 @@ def champ_paths(folder: Path, cfg: ModelConfig, motion_modules: bool) -> dict[st
         del paths["motion_module"]
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
-        raise ChampCheckpointError(f"{folder}: missing Champ files: {', '.join(missing)}")
+        hint = ""
+        if "motion_module" in paths and not paths["motion_module"].is_file():
+            hint = (
+                "; motion_module.pth is needed for video (stage-2 / phase-2) models: for an image-only model "
+                "pass motion_modules=False (cosec champ import --motion no)"
+            )
+        raise ChampCheckpointError(f"{folder}: missing Champ files: {', '.join(missing)}{hint}")
     return paths
 
 
@@ -234,19 +241,25 @@ def load_champ(
     folder: str | os.PathLike,
     config: str | ModelConfig = "sd15",
     dtype: torch.dtype = torch.float32,
-    motion_modules: bool | None = None,
+    motion_modules: bool | None = True,
     device: str | torch.device = "cpu",
 ) -> ChampModel:
     """Load a released Champ folder (7 .pth files, image_encoder/, sd-vae-ft-mse/, unet/config.json).
 
-    Files may be fp32 or fp16; tensors are cast to ``dtype``. ``motion_modules=None`` loads the
-    motion modules when ``motion_module.pth`` is present. Any missing, unexpected or mis-shaped
-    key raises ChampCheckpointError naming the file and the keys.
+    Files may be fp32 or fp16; tensors are cast to ``dtype``. ``motion_modules=True`` (the default)
+    needs ``motion_module.pth``; ``False`` builds an image-only model; ``None`` loads the motion modules
+    when the file is present and warns when it is not. Any missing, unexpected or mis-shaped key, and
+    any NaN/inf weight, raises ChampCheckpointError naming the file and the keys.
     """
     folder = Path(folder)
     cfg = model_config(config) if isinstance(config, str) else config
     if motion_modules is None:
         motion_modules = (folder / "motion_module.pth").is_file()
+        if not motion_modules:
+            warnings.warn(
+                f"{folder}: no motion_module.pth: loading an image-only model (no motion modules)",
+                stacklevel=2,
+            )
     _check_config(
         folder / "unet" / "config.json",
         cfg.unet,
@@ -279,6 +292,8 @@ def load_champ(
                 f"{path}: does not fit the {cfg.name} model: " + "; ".join(check.problems())
             )
         persistent = set(getattr(model, spec.component).state_dict().keys())
+        check_finite(sd, str(path))
+        cast = {}
         for key, tensor in sd.items():
             target = spec.to_project(key)
             if target is None or target not in persistent:
@@ -287,7 +302,10 @@ def load_champ(
                 raise ChampCheckpointError(
                     f"{path}: key {key} has dtype {tensor.dtype}, expected a float tensor"
                 )
-            full[f"{spec.component}.{target}"] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+            cast[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+            full[f"{spec.component}.{target}"] = cast[key]
+        if any(t.dtype != sd[k].dtype for k, t in cast.items()):  # finite in the file, may overflow in fp16
+            check_finite(cast, str(path), dtype)
     assign_state(model, full, source=str(folder))
     return model.to(device).eval()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 import torch
 
@@ -27,9 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--dtype", choices=sorted(_DTYPES), default="fp32", help="dtype to store (default fp32)")
     imp.add_argument(
         "--motion",
-        choices=["auto", "yes", "no"],
-        default="auto",
-        help="load motion_module.pth (auto: when present)",
+        choices=["yes", "no", "auto"],
+        default="yes",
+        help="load motion_module.pth: yes (default; an error when the folder lacks it), no (image-only "
+        "model), auto (when present, with a warning when not)",
     )
     imp.set_defaults(func=_import)
 
@@ -61,10 +63,17 @@ def _import(args: argparse.Namespace) -> int:
 
     motion = {"auto": None, "yes": True, "no": False}[args.motion]
     try:
-        model = load_champ(args.source, args.config, dtype=_DTYPES[args.dtype], motion_modules=motion)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = load_champ(args.source, args.config, dtype=_DTYPES[args.dtype], motion_modules=motion)
     except ChampCheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    for w in caught:
+        if "motion_module.pth" in str(w.message):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     model.save_pretrained(args.destination)
     n = sum(p.numel() for p in model.parameters())
     print(
