@@ -17,6 +17,7 @@ from cosec.data.io import (
     Problems,
     frame_name,
     read_video,
+    remove_stale,
     replace_dir,
     temp_dir_beside,
     write_json,
@@ -92,7 +93,19 @@ def extract_video(folder: Path, split: str, cfg: FramesConfig, out_root: Path) -
     return len(frames)
 
 
+def check_frame_selection(cfg: FramesConfig) -> None:
+    """frames.stride >= 1 and frames.max_frames >= 0 (0 = all): anything else would drop or repeat
+    frames silently."""
+    for key, value, low, meaning in (("stride", cfg.stride, 1, "keep every stride-th frame"),
+                                     ("max_frames", cfg.max_frames, 0, "0 = all frames")):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise DataError(f"frames.{key}: must be an integer >= {low} ({meaning}), got {value!r}")
+
+
 def run_frames(cfg: FramesConfig, log=print) -> Problems:
+    """Decode every raw video. Under on_error "skip" a rejected video's output from an earlier run is
+    removed, so the guidance stage never picks up stale frames."""
+    check_frame_selection(cfg)
     raw, out = Path(cfg.raw), Path(cfg.out)
     problems = Problems("frames")
     folders = video_folders(raw)
@@ -104,5 +117,7 @@ def run_frames(cfg: FramesConfig, log=print) -> Problems:
             log(f"[frames] {split}/{folder.name}: {n} frames")
         except DataError as err:
             problems.add(folder, str(err), item=f"{split}/{folder.name}")
+            if cfg.on_error == "skip" and remove_stale(out / split / folder.name):
+                log(f"[frames] {split}/{folder.name}: rejected; removed its output of an earlier run")
     problems.finish(cfg.on_error, out / "rejects_frames.json")
     return problems

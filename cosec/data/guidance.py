@@ -25,6 +25,7 @@ from cosec.data.io import (
     frame_name,
     list_frames,
     read_png,
+    remove_stale,
     replace_dir,
     temp_dir_beside,
     write_json,
@@ -95,6 +96,17 @@ class _Bodies:
         return self.cache[model]
 
 
+def load_params_checked(path: Path) -> dict:
+    """load_frame_params with every failure as a BodyParamError naming the file: a malformed file (wrong
+    types, empty arrays, a pickle of something else) rejects its video only, never the whole stage."""
+    try:
+        return load_frame_params(path)
+    except BodyParamError:
+        raise
+    except (ValueError, TypeError, IndexError, AttributeError, KeyError, OSError) as err:
+        raise BodyParamError(f"{path}: malformed body-parameter file ({type(err).__name__}: {err})") from err
+
+
 def render_video_maps(
     folder: Path, final: Path, cfg: GuidanceConfig, bodies: _Bodies
 ) -> dict[str, np.ndarray]:
@@ -109,15 +121,18 @@ def render_video_maps(
     frames, errors = [], []
     for p in pfiles:
         try:
-            frames.append(load_frame_params(p))
+            frames.append(load_params_checked(p))
         except BodyParamError as err:
             errors.append(str(err))
     if errors:
         raise DataError("; ".join(errors))
-    params = stack_frames(frames, str(pdir))
+    try:
+        params = stack_frames(frames, str(pdir))
+    except BodyParamError as err:
+        raise DataError(str(err)) from err
     if cfg.shape_from:
         try:
-            params = params.with_shape(load_frame_params(cfg.shape_from)["shape"])
+            params = params.with_shape(load_params_checked(Path(cfg.shape_from))["shape"])
         except BodyParamError as err:
             raise DataError(str(err)) from err
     try:
@@ -200,6 +215,8 @@ def _rgb(a: np.ndarray) -> np.ndarray:
 
 
 def run_guidance(cfg: GuidanceConfig, log=print) -> Problems:
+    """Render (or pass through) every video's maps. One bad video is one problem: under on_error "skip"
+    the others go on, and the rejected video's maps and contact sheet from an earlier run are removed."""
     src, out = Path(cfg.frames), Path(cfg.out)
     problems = Problems("guidance")
     bodies = _Bodies(cfg)
@@ -222,7 +239,13 @@ def run_guidance(cfg: GuidanceConfig, log=print) -> Problems:
             if cfg.contact_sheets:
                 write_png(Path(cfg.contact_sheets) / f"{split}__{folder.name}.png", contact_sheet(sheet))
             log(f"[guidance] {split}/{folder.name}")
-        except (DataError, FileNotFoundError) as err:
+        except (DataError, BodyParamError, FileNotFoundError) as err:
             problems.add(folder, str(err), item=f"{split}/{folder.name}")
+            if cfg.on_error == "skip":
+                stale = remove_stale(final)
+                if cfg.contact_sheets:
+                    stale |= remove_stale(Path(cfg.contact_sheets) / f"{split}__{folder.name}.png")
+                if stale:
+                    log(f"[guidance] {split}/{folder.name}: rejected; removed its output of an earlier run")
     problems.finish(cfg.on_error, out / "rejects_guidance.json")
     return problems

@@ -14,11 +14,19 @@ import shutil
 from pathlib import Path
 
 from cosec.body.base import BodyParamError
-from cosec.body.params import load_frame_params, param_files
+from cosec.body.params import param_files
 from cosec.data.config import IngestConfig
 from cosec.data.frames import PARAM_DIRS, VIDEO_SUFFIXES, find_param_dir, find_video
-from cosec.data.guidance import check_champ_video
-from cosec.data.io import MAP_FOLDERS, DataError, Problems, read_video, replace_dir, temp_dir_beside
+from cosec.data.guidance import check_champ_video, load_params_checked
+from cosec.data.io import (
+    MAP_FOLDERS,
+    DataError,
+    Problems,
+    read_video,
+    remove_stale,
+    replace_dir,
+    temp_dir_beside,
+)
 
 
 def _is_champ_video(d: Path) -> bool:
@@ -76,7 +84,7 @@ def check_raw_video(item: Path) -> tuple[Path, Path]:
         errors.append(f"{pdir}: {len(files)} fit files for {len(frames)} video frames in {video.name}")
     for f in files:
         try:
-            load_frame_params(f)
+            load_params_checked(f)
         except BodyParamError as err:
             errors.append(str(err))
     if errors:
@@ -116,6 +124,11 @@ def run_ingest(cfg: IngestConfig, log=print) -> Problems:
             log(f"[ingest] {split}/{item.name} ({layout})")
         except DataError as err:
             problems.add(item, str(err), item=f"{split}/{item.name}")
+            if cfg.on_error == "skip" and layout in ("champ", "raw"):
+                # an earlier ingest of this video must not flow on to the next stages
+                stale = Path(cfg.champ_out if layout == "champ" else cfg.raw_out) / split / item.name
+                if remove_stale(stale):
+                    log(f"[ingest] {split}/{item.name}: rejected; removed its earlier ingested copy")
     rejects_dir = Path(cfg.raw_out if cfg.layout != "champ" else cfg.champ_out)
     problems.finish(cfg.on_error, rejects_dir / "rejects_ingest.json")
     return problems

@@ -103,6 +103,21 @@ def replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
+def remove_stale(final: Path) -> bool:
+    """Remove a rejected item's output left by an earlier run, so no later stage picks it up
+    (renamed aside first, so a crash never leaves a half-deleted folder under the real name)."""
+    final = Path(final)
+    if not final.exists() and not final.is_symlink():
+        return False
+    if final.is_dir() and not final.is_symlink():
+        old = final.with_name(f".{final.name}.stale{os.getpid()}")
+        os.replace(final, old)
+        shutil.rmtree(old)
+    else:
+        final.unlink()
+    return True
+
+
 def temp_dir_beside(final: Path) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
