@@ -20,6 +20,7 @@ _USER_ERRORS = {
     "cosec.body.base": "BodyParamError",
     "cosec.models.checkpoint": "ChampCheckpointError",
     "cosec.train.loop": "NonFiniteLossError",
+    "cosec.train.checkpoint": "TrainCheckpointError",
 }
 
 
