@@ -136,8 +136,9 @@ def _animate(args: argparse.Namespace) -> int:
     try:
         frames = parse_frames(args.frames, motion.num_frames)
         fps = motion.fps or 24.0
-        print(f"model: {args.model} ({loaded.kind}, {loaded.role}); sampler: {settings.describe()}")
-        if loaded.note:
+        role = f"{loaded.role} assumed" if loaded.note else loaded.role
+        print(f"model: {args.model} ({loaded.kind}, {role}); sampler: {settings.describe()}")
+        if loaded.note and args.sampler is None:
             print(f"note: {loaded.note}")
         print(
             f"motion: {args.motion} ({len(frames)} of {motion.num_frames} frames at {fps:g} fps"

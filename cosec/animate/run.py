@@ -33,9 +33,9 @@ TEACHER_DEFAULTS = {"sampler": "ddim", "steps": 20, "guidance_scale": 3.5}
 @dataclass
 class LoadedModel:
     model: ChampModel
-    role: str  # "student" or "teacher"
+    role: str  # "student" or "teacher" (assumed "teacher" when the folder records none)
     kind: str  # "cosec checkpoint" or "Champ release"
-    note: str = ""  # said to the user when the role was assumed
+    note: str = ""  # set when the role was assumed: what to pass for a student
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu", dtype: str = "fp32") -> LoadedModel:

@@ -32,5 +32,5 @@ def test_runner_takes_clips_longer_than_one_window(tmp_path):
     assert calls == [24] * 6
     with pytest.raises(ValueError, match="window"):
         run_evaluation(teacher, {}, root, df, EvalProtocol(splits=["dance"], window=40), progress=False)
-    with pytest.raises(ValueError, match="ContextWindows"):
+    with pytest.raises(ValueError, match="window_overlap"):
         EvalProtocol(window=8, window_overlap=8)
