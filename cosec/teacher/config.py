@@ -25,7 +25,10 @@ class VAEPart(PartConfig):
     l1_weight: float = 1.0
     mse_weight: float = 0.0
     sample_posterior: bool = True
-    augment: bool = False  # colour-channel permutation + flips (see cosec/teacher/vae.py)
+    flip: bool = False  # horizontal flips (half the images)
+    permute_prob: Annotated[float, Range(ge=0, le=1)] = (
+        0.0  # colour-channel permutation of this share of images
+    )
 
 
 @dataclass

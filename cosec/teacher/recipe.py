@@ -132,7 +132,8 @@ def train_teacher(
         l1_weight=cfg.vae.l1_weight,
         mse_weight=cfg.vae.mse_weight,
         sample_posterior=cfg.vae.sample_posterior,
-        augment=cfg.vae.augment,
+        flip=cfg.vae.flip,
+        permute_prob=cfg.vae.permute_prob,
     )
     _fit(vae, cfg, "vae", batch_stream(frames, cfg.vae.batch_size, data_seed), run, work, tracker)
     model.vae.requires_grad_(False)

@@ -26,7 +26,7 @@ class VAETrainer(nn.Module):
 
     def __init__(self, vae: AutoencoderKL, kl_weight: float = 1e-6, grad_weight: float = 1.0, seed: int = 0,
                  l1_weight: float = 1.0, mse_weight: float = 0.0, sample_posterior: bool = True,
-                 augment: bool = False):  # fmt: skip
+                 flip: bool = False, permute_prob: float = 0.0):  # fmt: skip
         super().__init__()
         self.vae = vae
         self.kl_weight = kl_weight
@@ -35,25 +35,29 @@ class VAETrainer(nn.Module):
         self.sample_posterior = (
             sample_posterior  # False: decode the posterior mean (what the teacher encodes)
         )
-        self.augment = augment  # colour-channel permutation + horizontal flip per image
+        self.flip, self.permute_prob = flip, permute_prob
         self.generator = torch.Generator().manual_seed(seed)
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        """A small VAE trained on a few subjects learns their colours only (33 dB on training frames,
-        22 dB on unseen subjects): permuting the colour channels and flipping widens what it sees."""
+        """Horizontal flips and colour-channel permutations of a share of the images. Permuting every image
+        makes the code channel-symmetric: the VAE decodes everything grey (docs/teacher.md)."""
         b = x.shape[0]
-        perms = torch.stack([torch.randperm(3, generator=self.generator) for _ in range(b)]).to(x.device)
-        x = torch.gather(x, 1, perms[:, :, None, None].expand_as(x))
-        flip = (torch.rand(b, generator=self.generator) < 0.5).to(x.device)
-        return torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if self.permute_prob > 0:
+            perms = torch.stack([torch.randperm(3, generator=self.generator) for _ in range(b)])
+            keep = torch.rand(b, generator=self.generator) >= self.permute_prob
+            perms[keep] = torch.arange(3)
+            x = torch.gather(x, 1, perms.to(x.device)[:, :, None, None].expand_as(x))
+        if self.flip:
+            flip = (torch.rand(b, generator=self.generator) < 0.5).to(x.device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x
 
     def trainable(self) -> list[nn.Parameter]:
         return list(self.vae.parameters())
 
     def forward(self, batch: Mapping) -> tuple[torch.Tensor, dict[str, float]]:
         x = batch["pixel_values"].to(self.vae.device)
-        if self.augment:
-            x = self._augment(x)
+        x = self._augment(x)
         posterior = self.vae.encode(x).latent_dist
         z = posterior.mean
         if self.sample_posterior:

@@ -113,17 +113,25 @@ def test_vae_trainer_weights_its_terms_and_can_decode_the_posterior_mean():
         assert not torch.equal(sampled(x)[0], sampled(x)[0])
 
 
-def test_vae_augmentation_permutes_colour_channels_and_flips_only():
-    trainer = VAETrainer(ChampModel.build("tiny").vae, augment=True, seed=3)
-    x = torch.rand(16, 3, 8, 8)
-    y = trainer._augment(x)
-    changed = 0
-    for a, b in zip(x, y, strict=True):
-        candidates = [a[list(p)] for p in __import__("itertools").permutations(range(3))]
-        matches = [torch.equal(b, c) or torch.equal(b, c.flip(-1)) for c in candidates]
-        assert any(matches)  # every output is a channel permutation of its input, maybe mirrored
-        changed += not torch.equal(a, b)
-    assert changed > 8  # and most images do change
+def test_vae_augmentation_permutes_the_given_share_of_images_and_flips_only():
+    x = torch.rand(400, 3, 4, 4)
+    perms = [list(p) for p in __import__("itertools").permutations(range(3))]
+    for prob, flip in ((0.0, True), (0.5, True), (1.0, False)):
+        y = VAETrainer(ChampModel.build("tiny").vae, flip=flip, permute_prob=prob, seed=3)._augment(x)
+        permuted = flipped = 0
+        for a, b in zip(x, y, strict=True):
+            match = [
+                (p, f) for p in perms for f in (False, True) if torch.equal(b, (a.flip(-1) if f else a)[p])
+            ]
+            assert match  # every output is a channel permutation of its input, maybe mirrored
+            p, f = match[0]
+            permuted += p != [0, 1, 2]
+            flipped += f
+        # a drawn permutation is the identity 1 time in 6
+        assert abs(permuted / len(x) - prob * 5 / 6) < 0.08, (prob, permuted)
+        assert (abs(flipped / len(x) - 0.5) < 0.08) if flip else flipped == 0
+    off = VAETrainer(ChampModel.build("tiny").vae, seed=3)._augment(x)
+    assert torch.equal(off, x)  # the defaults leave images alone
 
 
 def test_teacher_part_folders_continue_a_longer_part_and_restart_what_follows(tmp_path):

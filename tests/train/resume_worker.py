@@ -54,7 +54,7 @@ def run(path: str, data: Path, work: Path, out: Path) -> None:
         cfg = TeacherConfig(
             seed=3,
             vae=VAEPart(
-                steps=5, lr=1e-3, batch_size=2, mse_weight=1.0, augment=True
+                steps=5, lr=1e-3, batch_size=2, mse_weight=1.0, flip=True, permute_prob=0.5
             ),  # posterior noise, augment
             stage1=Stage1Part(steps=5, lr=1e-3, batch_size=2, uncond_prob=0.5),  # reference drops, noise
             stage2=Stage2Part(steps=5, lr=1e-3, batch_size=1, num_frames=3, uncond_prob=0.5),
