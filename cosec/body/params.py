@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,49 @@ def _as_rotvec(x: np.ndarray, joints: int | None, name: str, source: str) -> np.
     return x.astype(np.float32)
 
 
+# What a pickled .npy of Champ's 4D-Humans step needs: numpy arrays, dtypes and scalars (dicts, lists,
+# strings and numbers are pickle opcodes, not classes). Anything else could run code on load.
+_NPY_PICKLE_ALLOWED = {
+    (mod, name)
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "scalar")
+} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickles dicts/lists of numpy arrays only; any other class or function is refused before it is called."""
+
+    def __init__(self, fh, source: str):
+        super().__init__(fh, encoding="latin1")  # latin1: Python-2 era numpy pickles, as numpy itself does
+        self.source = source
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _NPY_PICKLE_ALLOWED:
+            raise BodyParamError(
+                f"{self.source}: refused to load: its pickle asks for '{module}.{name}', which a body-parameter "
+                "file never needs (only numpy arrays); it may run code. Re-export the fits as .npz"
+            )
+        if module == "numpy.core.multiarray":
+            module = "numpy._core.multiarray"  # numpy 2 moved it; the old name only warns
+        return super().find_class(module, name)
+
+
+def _read_npy_dict(path: Path):
+    """A .npy file's content without numpy's unrestricted unpickling: a plain array, or the object a
+    pickled .npy holds (Champ's per-frame dict) unpickled by `_ArrayOnlyUnpickler`."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in header:
+            raise BodyParamError(f"{path}: .npy format version {version} is not supported (1.0 or 2.0)")
+        _, _, dtype = header[version](fh)
+        if not dtype.hasobject:
+            fh.seek(0)
+            return np.lib.format.read_array(fh, allow_pickle=False)
+        obj = _ArrayOnlyUnpickler(fh, str(path)).load()
+    return obj.item() if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == () else obj
+
+
 def load_frame_params(path: str | os.PathLike) -> dict:
     """One frame's parameters as a dict of arrays, validated; errors name the file."""
     path = Path(path)
@@ -54,8 +98,7 @@ def load_frame_params(path: str | os.PathLike) -> dict:
             with np.load(path, allow_pickle=False) as z:
                 raw = {k: z[k] for k in z.files}
         elif path.suffix == ".npy":
-            obj = np.load(path, allow_pickle=True)
-            raw = obj.item() if obj.dtype == object else None
+            raw = _read_npy_dict(path)
             if not isinstance(raw, dict):
                 raise BodyParamError(f"{src}: expected a pickled dict as Champ's 4D-Humans step writes")
         else:

@@ -133,3 +133,33 @@ def test_bad_param_files_are_named(tmp_path):
         pickle.dump([1, 2], fh)
     with pytest.raises(BodyParamError, match="odd.npy"):
         load_frame_params(tmp_path / "odd.npy")
+
+
+class _Planted:
+    """Unpickling this calls os.system: what a hostile .npy would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_planted_pickle_npy_is_refused_without_running(tmp_path):
+    marker = tmp_path / "ran"
+    evil = {"smpls": {"betas": np.zeros(10)}, "cam_t": _Planted(marker)}
+    np.save(tmp_path / "0000.npy", np.array(evil, dtype=object), allow_pickle=True)
+    with pytest.raises(BodyParamError, match=r"0000\.npy: refused to load: its pickle asks for .*system"):
+        load_frame_params(tmp_path / "0000.npy")
+    assert not marker.exists()
+    # the same file through numpy's own loader would have run the command: the test's payload is live
+    np.load(tmp_path / "0000.npy", allow_pickle=True)
+    assert marker.exists()
+
+
+def test_plain_npy_array_is_not_a_param_file(tmp_path):
+    np.save(tmp_path / "0000.npy", np.zeros((3, 3)))
+    with pytest.raises(BodyParamError, match=r"0000\.npy: expected a pickled dict"):
+        load_frame_params(tmp_path / "0000.npy")
