@@ -72,10 +72,16 @@ def build_index(cfg: IndexConfig, log=print) -> tuple[pd.DataFrame, Problems]:
 
 
 def load_index(path: str | Path) -> pd.DataFrame:
+    """The frame table the index stage wrote; a missing or unreadable file is a DataError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: index not found (run the index stage)")
-    return pd.read_parquet(path)
+        raise DataError(f"{path}: index not found; run `dvc repro index` first")
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - any reader failure means the file is not an index
+        raise DataError(
+            f"{path}: not a readable index ({type(err).__name__}: {err}); rerun the index stage"
+        ) from err
 
 
 @dataclass

@@ -17,19 +17,9 @@ from .params import Common
 
 def read_index(common: Common):
     """The frame table (a pandas DataFrame) the index stage wrote."""
-    import pandas as pd
+    from cosec.data.index import load_index
 
-    from cosec.data.io import DataError
-
-    path = Path(common.index)
-    if not path.is_file():
-        raise DataError(f"{path}: index not found; run `dvc repro index` first")
-    try:
-        return pd.read_parquet(path)
-    except Exception as err:  # noqa: BLE001 - any reader failure means the file is not an index
-        raise DataError(
-            f"{path}: not a readable index ({type(err).__name__}: {err}); rerun the index stage"
-        ) from err
+    return load_index(common.index)
 
 
 def work_dir(name: str, config: dict, inputs: list[str] = ()) -> str:
