@@ -37,6 +37,7 @@ class Stage1Part(PartConfig):
     snr_gamma: Annotated[float, Range(gt=0)] | None = (
         None  # Min-SNR-gamma loss weighting (Champ's option); null = off
     )
+    train_image_encoder: bool = False  # the CLIP image encoder learns with stage 1 (no pretrained one here)
 
 
 @dataclass

@@ -73,17 +73,30 @@ class _Stage(nn.Module):
 
 
 class TeacherStage1(_Stage):
-    """Stage 1: reference UNet, denoising UNet and guidance encoders learn on single frames."""
+    """Stage 1: reference UNet, denoising UNet and guidance encoders learn on single frames; with
+    ``train_image_encoder`` the CLIP image encoder too (the embedded model has no pretrained CLIP: a frozen
+    random one hands every reference nearly the same token)."""
+
+    def __init__(self, *args, train_image_encoder: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_image_encoder = train_image_encoder
 
     def trainable(self) -> list[nn.Parameter]:
         m = self.model
-        return [
-            p for part in (m.reference_unet, m.denoising_unet, m.guidance_encoders) for p in part.parameters()
-        ]
+        parts = [m.reference_unet, m.denoising_unet, m.guidance_encoders]
+        parts += [m.image_encoder] if self.train_image_encoder else []
+        return [p for part in parts for p in part.parameters()]
 
     def forward(self, batch: Mapping) -> tuple[torch.Tensor, dict[str, float]]:
         batch = to_device(batch, self.model.device)
-        latents, ref_latents, clip = self._encode(batch["pixel_values"], batch["ref_pixels"])
+        if self.train_image_encoder:
+            with torch.no_grad():
+                latents, ref_latents = (
+                    self.model.encode_latents(batch[k]) for k in ("pixel_values", "ref_pixels")
+                )
+            clip = self.model.clip_embeds(batch["ref_pixels"])  # with its graph
+        else:
+            latents, ref_latents, clip = self._encode(batch["pixel_values"], batch["ref_pixels"])
         guidance = self.model.guidance_encoders(batch["guidance"])
         if self._drop_reference():
             cond = Conditioning(torch.zeros_like(clip), None, guidance)

@@ -144,7 +144,8 @@ def train_teacher(
     tracker.log_metrics({"vae/scaling_factor": scale}, step=0)
 
     schedule = NoiseSchedule()
-    s1 = TeacherStage1(model, schedule, cfg.stage1.uncond_prob, seed=cfg.seed, snr_gamma=cfg.stage1.snr_gamma)
+    s1 = TeacherStage1(model, schedule, cfg.stage1.uncond_prob, seed=cfg.seed, snr_gamma=cfg.stage1.snr_gamma,
+                       train_image_encoder=cfg.stage1.train_image_encoder)  # fmt: skip
     _fit(s1, cfg, "stage1", batch_stream(frames, cfg.stage1.batch_size, data_seed + 2), run, work, tracker)
     model.requires_grad_(False)
 
