@@ -42,14 +42,19 @@ class SynthConfig:
 
 @dataclass
 class IngestConfig:
-    """Real data: a Champ-layout folder (validated, copied) or raw videos + SMPL fits."""
+    """Real data in (real/dvc.yaml's first stage): every accepted video is validated and copied into `out`,
+    where the frames stage reads it. A benchmark names the videos to take and the split they form."""
 
-    source: str = ""  # folder to ingest
-    layout: str = "auto"  # "champ", "raw" or "auto" (detect)
-    raw_out: str = "data/raw"  # raw videos + fits go here (then frames -> guidance -> index)
-    champ_out: str = "data/frames"  # a Champ-layout source is copied here (then guidance -> index)
-    split: str = "train"  # split name for a source without split folders
-    on_error: OnError = "fail"  # "fail" or "skip" (skipped items listed in <out>/rejects.json)
+    source: str = "real/source"  # your folder (it is never written to)
+    # a benchmark's published videos and split (cosec/data/splits/<name>.json); none: the source's split folders
+    benchmark: Literal["none", "tiktok", "ubc", "wild_tiktok"] = "none"
+    part: str = "test"  # the benchmark's published list to take (ubc: test or train)
+    # a list file (one video name per line) or "all"; null: the benchmark's own list
+    videos: str | None = None
+    layout: Literal["auto", "champ", "raw"] = "auto"  # champ: rendered maps; raw: video or frames + SMPL fits
+    out: str = "real/data/raw"  # <out>/<split>/<video>/ (the frames stage's input)
+    split: str = "train"  # benchmark none: the split of a source without split folders
+    on_error: OnError = "fail"  # "fail" or "skip" (skipped items listed in <out>/rejects_ingest.json)
 
 
 @dataclass
@@ -68,7 +73,7 @@ class FramesConfig:
 class GuidanceConfig:
     """Body parameters -> depth, normal, semantic_map, dwpose, mask PNGs (+ contact sheets)."""
 
-    frames: str = "data/frames"  # the frames stage's output (or ingest's Champ-layout copy)
+    frames: str = "data/frames"  # the frames stage's output
     out: str = (
         "data/prepared"  # Champ layout: <out>/<split>/<video>/{images,depth,normal,semantic_map,dwpose,mask}
     )

@@ -1,7 +1,8 @@
 """The frames stage: raw videos (+ per-frame body parameters) -> numbered PNG frames.
 
 Input:  <raw>/<split>/<video>/{video.mp4 | *.mp4|*.avi|*.mov|*.mkv|*.webm, params/ or smpl_results/, meta.json}
-Output: <out>/<split>/<video>/{images/NNNN.png, params/NNNN.(npz|npy), meta.json}
+        or, from ingest, frames instead of a video: <video>/{images/NNNN.png, fits or Champ's rendered maps}
+Output: <out>/<split>/<video>/{images/NNNN.png, params/NNNN.(npz|npy), meta.json} (+ the maps, same crop)
 """
 
 from __future__ import annotations
@@ -10,12 +11,17 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from cosec.body.params import param_files
 from cosec.data.config import FramesConfig
 from cosec.data.io import (
+    MAP_FOLDERS,
     DataError,
     Problems,
     frame_name,
+    list_frames,
+    read_png,
     read_video,
     remove_stale,
     replace_dir,
@@ -55,12 +61,62 @@ def video_folders(root: Path) -> list[tuple[str, Path]]:
     return out
 
 
+def _cover_crop(img: np.ndarray, resolution: int, nearest: bool) -> np.ndarray:
+    """As read_video: scale the short side to `resolution`, then centre-crop (nearest for label maps)."""
+    from PIL import Image
+
+    h0, w0 = img.shape[:2]
+    s = resolution / min(h0, w0)
+    h1, w1 = max(resolution, round(h0 * s)), max(resolution, round(w0 * s))
+    if (h1, w1) != (h0, w0):
+        img = np.asarray(Image.fromarray(img).resize((w1, h1), Image.NEAREST if nearest else Image.BICUBIC))
+    top, left = (h1 - resolution) // 2, (w1 - resolution) // 2
+    return np.ascontiguousarray(img[top : top + resolution, left : left + resolution])
+
+
+def read_frame_folder(folder: Path, cfg: FramesConfig) -> tuple[dict[str, list[np.ndarray]], list[int]]:
+    """A video given as frames (images/NNNN.png, maybe with Champ's maps): the selected frames of every
+    folder, cropped like a decoded video."""
+    maps = [m for m in MAP_FOLDERS if (folder / m).is_dir()]
+    files = {m: list_frames(folder / m) for m in maps}
+    n = len(files["images"])
+    if n == 0:
+        raise DataError(f"{folder / 'images'}: no PNG frames")
+    uneven = {m: len(f) for m, f in files.items() if len(f) != n}
+    if uneven:
+        raise DataError(f"{folder}: {n} frames in images/ but {uneven}")
+    idx = list(range(0, n, cfg.stride))[: cfg.max_frames or None]
+    nearest = {"semantic_map", "mask"}  # labels: no blended colours at part borders
+    out = {
+        m: [_cover_crop(_read_as_stored(files[m][i]), cfg.resolution, m in nearest) for i in idx]
+        for m in maps
+    }
+    return out, idx
+
+
+def _read_as_stored(path: Path) -> np.ndarray:
+    """Grey maps (mask, depth) stay grey, so a passed-through Champ folder keeps its files' format."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            mode = img.mode if img.mode in ("L", "RGB") else "RGB"
+    except Exception as err:
+        raise DataError(f"{path}: unreadable PNG ({type(err).__name__}: {err})") from err
+    return read_png(path, mode=mode)
+
+
 def extract_video(folder: Path, split: str, cfg: FramesConfig, out_root: Path) -> int:
-    """Decode one raw video folder into its frames folder; returns the frame count."""
+    """Decode one raw video folder (or copy its frames) into its frames folder; returns the frame count."""
     video = find_video(folder)
-    if video is None:
-        raise DataError(f"{folder}: no video file ({', '.join(VIDEO_SUFFIXES)})")
-    frames, src_idx = read_video(video, cfg.resolution, cfg.stride, cfg.max_frames)
+    if video is None and (folder / "images").is_dir():
+        maps, src_idx = read_frame_folder(folder, cfg)
+        frames = maps.pop("images")
+    elif video is None:
+        raise DataError(f"{folder}: no video file ({', '.join(VIDEO_SUFFIXES)}) and no images/ folder")
+    else:
+        maps = {}
+        frames, src_idx = read_video(video, cfg.resolution, cfg.stride, cfg.max_frames)
     pdir = find_param_dir(folder)
     pfiles = param_files(pdir) if pdir else []
     if pdir is not None and pfiles and len(pfiles) < max(src_idx) + 1:
@@ -73,17 +129,21 @@ def extract_video(folder: Path, split: str, cfg: FramesConfig, out_root: Path) -
             meta = json.loads((folder / "meta.json").read_text())
         except json.JSONDecodeError as err:
             raise DataError(f"{folder / 'meta.json'}: invalid JSON ({err})") from err
+    source_file = video.name if video is not None else "images/"
     final = out_root / split / folder.name
     tmp = temp_dir_beside(final)
     try:
         for k, img in enumerate(frames):
             write_png(tmp / "images" / frame_name(k), img)
+        for m, imgs in maps.items():
+            for k, img in enumerate(imgs):
+                write_png(tmp / m / frame_name(k), img)
         if pfiles:
             (tmp / "params").mkdir()
             for k, i in enumerate(src_idx):
                 shutil.copyfile(pfiles[i], tmp / "params" / f"{k:04d}{pfiles[i].suffix}")
         meta.update({"split": split, "video": folder.name, "source_frames": list(map(int, src_idx)),
-                     "source_video_file": video.name, "resolution": cfg.resolution})  # fmt: skip
+                     "source_video_file": source_file, "resolution": cfg.resolution})  # fmt: skip
         meta.setdefault("source_video", folder.name)
         write_json(tmp / "meta.json", meta)
         replace_dir(tmp, final)

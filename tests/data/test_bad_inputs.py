@@ -129,7 +129,7 @@ def test_ingest_video_without_fits_says_what_is_needed(tiny_data, tmp_path):
     shutil.copyfile(tiny_data["base"] / "raw" / "train" / "train_000_dance" / "video.mp4", src / "clip.mp4")
     with_fits = src / "good"
     shutil.copytree(tiny_data["base"] / "raw" / "train" / "train_001_walk", with_fits)
-    cfg = IngestConfig(source=str(src), raw_out=str(tmp_path / "raw"), champ_out=str(tmp_path / "fr"))
+    cfg = IngestConfig(source=str(src), out=str(tmp_path / "raw"))
     with pytest.raises(DataError) as err:
         run_ingest(cfg, log=lambda *_: None)
     msg = str(err.value)
@@ -141,8 +141,8 @@ def test_ingest_video_without_fits_says_what_is_needed(tiny_data, tmp_path):
 
 def test_ingest_champ_layout_then_guidance_passes_it_through(tiny_data, tmp_path):
     src = _champ_copy(tiny_data, tmp_path, ("train_000_dance",))
-    cfg = IngestConfig(source=str(src), champ_out=str(tmp_path / "fr"), raw_out=str(tmp_path / "raw"))
-    run_ingest(cfg, log=lambda *_: None)
+    run_ingest(IngestConfig(source=str(src), out=str(tmp_path / "raw")), log=lambda *_: None)
+    run_frames(FramesConfig(raw=str(tmp_path / "raw"), out=str(tmp_path / "fr"), resolution=32), log=lambda *_: None)
     run_guidance(GuidanceConfig(frames=str(tmp_path / "fr"), out=str(tmp_path / "prep"),
                                 contact_sheets=str(tmp_path / "sheets")), log=lambda *_: None)  # fmt: skip
     a = tiny_data["root"] / "train" / "train_000_dance" / "semantic_map" / "0003.png"

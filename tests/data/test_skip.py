@@ -109,8 +109,7 @@ def test_one_malformed_param_file_rejects_its_video_only(tiny_data, tmp_path, ch
 
 def test_ingest_skip_removes_a_rejected_videos_earlier_copy(tiny_data, tmp_path):
     src = _raw_copy(tiny_data, tmp_path / "src")
-    cfg = IngestConfig(source=str(src), raw_out=str(tmp_path / "raw"), champ_out=str(tmp_path / "fr"),
-                       on_error="skip")  # fmt: skip
+    cfg = IngestConfig(source=str(src), out=str(tmp_path / "raw"), on_error="skip")
     run_ingest(cfg, **QUIET)
     copied = tmp_path / "raw" / "train" / VIDEOS[0]
     assert (copied / "video.mp4").is_file()

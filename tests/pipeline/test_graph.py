@@ -14,7 +14,7 @@ from cosec.pipeline.stages import STAGES
 
 from .import_closure import REPO, closure, direct_imports, script_of, uncovered
 
-GRAPHS = ("dvc.yaml", "reproduce/dvc.yaml", "ablation/dvc.yaml")
+GRAPHS = ("dvc.yaml", "reproduce/dvc.yaml", "ablation/dvc.yaml", "real/dvc.yaml")
 
 
 def _stages(graph: str) -> dict[str, dict]:
@@ -103,6 +103,32 @@ def test_reproduce_graph_is_the_main_graph_under_reproduce():
             f"reproduce/{d}" for d in data
         ]
         assert _sections(other) == _sections(stage), name
+
+
+def test_real_graph_runs_the_main_graphs_scripts_under_real():
+    """real/dvc.yaml: the main graph's code deps for each script it shares, params from real/params.yaml, every
+    output under real/, and the user's folder a dependency (never an output: DVC must not delete it)."""
+    main, real = _stages("dvc.yaml"), _stages("real/dvc.yaml")
+    assert list(real) == ["ingest", "frames", "guidance", "index", "evaluate", "report"]
+    code = lambda st: [d for d in st["deps"] if d.startswith(("cosec", "stages"))]  # noqa: E731
+    for name, stage in real.items():
+        assert (
+            stage["wdir"] == ".." and stage["cmd"] == f"python stages/{name}.py --params real/params.yaml"
+        ), name
+        assert list(stage["params"][0]) == ["real/params.yaml"], name
+        if name in main:
+            assert code(stage) == code(main[name]), f"real/dvc.yaml:{name}: copy dvc.yaml's code deps"
+        for out in stage.get("outs", []) + stage.get("metrics", []):
+            path = out if isinstance(out, str) else next(iter(out))
+            assert path.startswith("real/"), (name, path)
+    assert "${ingest.source}" in real["ingest"]["deps"] and "cosec/data/splits" in real["ingest"]["deps"]
+    extra = set(code(real["ingest"])) - set(code(main["guidance"]))
+    assert extra == {
+        "cosec/data/ingest.py",
+        "cosec/pipeline/ingest.py",
+        "stages/ingest.py",
+        "cosec/data/splits",
+    }
 
 
 def test_stage_scripts_are_thin_entry_points():
