@@ -17,6 +17,7 @@ import torch
 from cosec.body.base import (
     KEYPOINT_NAMES,
     PART_INDEX,
+    SMPL_JOINT_INDEX,
     BodyParamError,
     BodyParams,
     BodySequence,
@@ -52,6 +53,27 @@ def _bone_part(label: str) -> str:
     if label in ("root", "spine05") or label.startswith("pelvis"):
         return "hips"
     return "torso"  # spine04..spine01, clavicles, shoulders
+
+
+def _bone_smpl_joint(label: str) -> int:
+    """The SMPL joint (0..23) whose part covers what anny's bone `label` moves (one palette for both)."""
+    side = "l" if label.endswith(".L") else "r"
+    base = label.split(".")[0]
+    spine = {"root": "pelvis", "spine05": "pelvis", "spine04": "spine1", "spine03": "spine2",
+             "spine02": "spine3", "spine01": "spine3"}  # fmt: skip
+    if base in spine:
+        return SMPL_JOINT_INDEX[spine[base]]
+    prefixes = (
+        ("pelvis", "pelvis"), ("neck", "neck"), ("head", "head"), ("eye", "head"), ("jaw", "head"),
+        ("tongue", "head"), ("clavicle", f"{side}_collar"), ("shoulder", f"{side}_collar"),
+        ("upperarm", f"{side}_shoulder"), ("lowerarm", f"{side}_elbow"), ("wrist", f"{side}_wrist"),
+        ("metacarpal", f"{side}_wrist"), ("finger", f"{side}_hand"), ("upperleg", f"{side}_hip"),
+        ("lowerleg", f"{side}_knee"), ("foot", f"{side}_ankle"), ("toe", f"{side}_foot"),
+    )  # fmt: skip
+    for prefix, joint in prefixes:
+        if base.startswith(prefix):
+            return SMPL_JOINT_INDEX[joint]
+    raise ValueError(f"anny bone '{label}' has no SMPL part (extend _bone_smpl_joint)")
 
 
 def anny_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -91,7 +113,9 @@ class AnnyBody:
             1, self.model.vertex_bone_indices.long(), self.model.vertex_bone_weights.double()
         )
         bone_to_part = torch.tensor([PART_INDEX[_bone_part(b)] for b in labels])
-        self.vertex_parts = bone_to_part[weights.argmax(dim=1)]
+        owner = weights.argmax(dim=1)
+        self.vertex_parts = bone_to_part[owner]
+        self.smpl_parts = torch.tensor([_bone_smpl_joint(b) for b in labels])[owner]
         self.faces = self.model.get_triangular_faces().long()
         rest = self.model(phenotype_kwargs=None)
         self._face_vertex_ids = self._pick_face_keypoint_vertices(rest["vertices"][0].float())
@@ -149,6 +173,7 @@ class AnnyBody:
         return BodySequence(
             vertices=to_cam(verts), faces=self.faces, keypoints=to_cam(kp),
             vertex_parts=self.vertex_parts, rest_vertices=out["rest_vertices"][0].to(self.dtype),
+            smpl_parts=self.smpl_parts,
         )  # fmt: skip
 
     def _keypoints(self, verts: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:

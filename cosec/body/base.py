@@ -19,6 +19,14 @@ PART_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 PART_INDEX = {name: i + 1 for i, name in enumerate(PART_NAMES)}
 
+# SMPL's 24 joints: the parts (and colours) of Champ's semantic map; "l"/"r" are the subject's sides.
+SMPL_JOINT_NAMES: tuple[str, ...] = (
+    "pelvis", "l_hip", "r_hip", "spine1", "l_knee", "r_knee", "spine2", "l_ankle", "r_ankle", "spine3",
+    "l_foot", "r_foot", "neck", "l_collar", "r_collar", "head", "l_shoulder", "r_shoulder", "l_elbow",
+    "r_elbow", "l_wrist", "r_wrist", "l_hand", "r_hand",
+)  # fmt: skip
+SMPL_JOINT_INDEX = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
+
 # OpenPose/DWPose body-18 keypoint order ("l"/"r" are the subject's sides).
 KEYPOINT_NAMES: tuple[str, ...] = (
     "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
@@ -81,8 +89,9 @@ class BodySequence:
     """Posed meshes of a sequence, camera frame (OpenCV), metres.
 
     vertices (F,V,3) float32; faces (T,3) int64; keypoints (F,18,3) in KEYPOINT_NAMES order;
-    vertex_parts (V,) int64 labels in 1..len(PART_NAMES); rest_vertices (V,3) float32, the
-    unposed body (used to pin clothing patterns to the body surface).
+    vertex_parts (V,) int64 labels in 1..len(PART_NAMES) (clothing regions); rest_vertices (V,3)
+    float32, the unposed body (used to pin clothing patterns to the body surface); smpl_parts (V,)
+    int64 SMPL joint index 0..23 of each vertex (the parts of Champ's semantic map).
     """
 
     vertices: torch.Tensor
@@ -90,6 +99,7 @@ class BodySequence:
     keypoints: torch.Tensor
     vertex_parts: torch.Tensor
     rest_vertices: torch.Tensor
+    smpl_parts: torch.Tensor
 
 
 def rotvec_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:

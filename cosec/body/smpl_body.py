@@ -69,7 +69,9 @@ class SmplBody:
         self.model.requires_grad_(False)
         self.num_betas = num_betas
         joint_parts = torch.tensor([PART_INDEX[p] for p in _SMPL_JOINT_PART])
-        self.vertex_parts = joint_parts[self.model.lbs_weights.argmax(dim=1)]
+        # A vertex belongs to the joint that moves it most: SMPL's 24-part map, as Champ colours it.
+        self.smpl_parts = self.model.lbs_weights.argmax(dim=1)
+        self.vertex_parts = joint_parts[self.smpl_parts]
         self.faces = torch.as_tensor(self.model.faces.astype(np.int64))
 
     def check(self, params: BodyParams, source: str = "body parameters") -> None:
@@ -107,5 +109,5 @@ class SmplBody:
         rest = self.model(betas=betas).vertices[0]
         return BodySequence(
             vertices=to_cam(out.vertices), faces=self.faces, keypoints=to_cam(keypoints),
-            vertex_parts=self.vertex_parts, rest_vertices=rest,
+            vertex_parts=self.vertex_parts, rest_vertices=rest, smpl_parts=self.smpl_parts,
         )  # fmt: skip

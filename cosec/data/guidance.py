@@ -201,7 +201,9 @@ def contact_sheet(sheet: dict[str, list]) -> np.ndarray:
         sem = np.asarray(sheet["semantic_map"][k]).astype(np.float32)
         if sem.ndim == 2:
             sem = np.repeat(sem[..., None], 3, 2)
-        blend = np.where(sem.sum(2, keepdims=True) > 0, 0.5 * rgb + 0.5 * sem, rgb)
+        body = np.asarray(sheet["mask"][k])  # the mask: Champ's semantic background is not black
+        body = (body if body.ndim == 2 else body[..., 0])[..., None] > 0
+        blend = np.where(body, 0.5 * rgb + 0.5 * sem, rgb)
         cols = [sheet["images"][k]] + [
             _rgb(sheet[m][k]) for m in ("depth", "normal", "semantic_map", "dwpose")
         ]

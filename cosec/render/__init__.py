@@ -9,6 +9,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "GUIDANCE_TYPES": ".maps",
         "GuidanceRenderer": ".maps",
         "PALETTE": ".maps",
+        "SEMANTIC_BACKGROUND": ".maps",
         "gl_available": ".raster",
         "rasterize": ".raster",
         "rasterize_torch": ".raster",

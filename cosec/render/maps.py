@@ -1,7 +1,8 @@
 """Guidance maps (depth, normal, semantic, mask, skeleton) and a shaded RGB image for one frame.
 
-All maps come from the visible-face buffer of `raster.py`, so the GL and torch backends give
-the same maps wherever their face buffers agree.
+Depth, normal and semantic map follow Champ's conventions (cosec/render/champ.py; docs/data.md lists
+what still differs). All maps come from the visible-face buffer of `raster.py`, so the GL and torch
+backends give the same maps wherever their face buffers agree.
 """
 
 from __future__ import annotations
@@ -12,27 +13,22 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cosec.body.base import PART_NAMES, BodyParams, BodySequence
+from cosec.body.base import BodyParams, BodySequence
+from cosec.render.champ import (
+    CHAMP_PART_RGB,
+    CHAMP_SEMANTIC_BACKGROUND,
+    champ_depth,
+    encode_normal,
+    linear_to_srgb,
+    srgb_to_linear,
+)
 from cosec.render.raster import SUBPIXEL, ScreenMesh, project, rasterize
 from cosec.render.skeleton import draw_skeleton
 
 GUIDANCE_TYPES: tuple[str, ...] = ("depth", "normal", "semantic_map", "dwpose")
-DEPTH_RANGE_M = 1.0  # depth map spans +-1 m around the hips: 1 = nearer, 0.5 = hips, 0 = farther
-
-
-def part_palette() -> np.ndarray:
-    """(len(PART_NAMES)+1, 3) uint8 colours, row 0 (background) black, one distinct colour per part."""
-    cols = [
-        (0, 0, 0),
-        (230, 25, 75), (60, 120, 216), (245, 130, 48),  # head, torso, hips
-        (255, 225, 25), (70, 240, 240), (145, 30, 180), (60, 180, 75), (240, 50, 230), (170, 110, 40),
-        (128, 0, 0), (0, 128, 128), (210, 245, 60), (0, 0, 128), (250, 190, 212), (170, 255, 195),
-    ]  # fmt: skip
-    assert len(cols) == len(PART_NAMES) + 1
-    return np.array(cols, dtype=np.uint8)
-
-
-PALETTE = part_palette()
+PALETTE = CHAMP_PART_RGB  # (24,3) sRGB colour of SMPL part j; the background is SEMANTIC_BACKGROUND
+SEMANTIC_BACKGROUND = CHAMP_SEMANTIC_BACKGROUND
+_PART_LINEAR = srgb_to_linear(torch.as_tensor(CHAMP_PART_RGB, dtype=torch.float32) / 255)
 
 AlbedoFn = Callable[
     [torch.Tensor, torch.Tensor], torch.Tensor
@@ -52,14 +48,23 @@ class FrameMaps:
     rgb: np.ndarray | None = None
 
 
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted vertex normals (V,3), unit length."""
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor, weighting: str = "area") -> torch.Tensor:
+    """Vertex normals (V,3), unit length: face normals summed with area or corner-angle weights
+    ("angle" is how Blender smooth-shades a mesh, hence Champ's normal maps)."""
     v0, v1, v2 = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
     fn = torch.cross(v1 - v0, v2 - v0, dim=1)
+    if weighting == "angle":
+        fn = fn / fn.norm(dim=1, keepdim=True).clamp_min(1e-20)
     n = torch.zeros_like(vertices)
-    for k in range(3):
-        n.index_add_(0, faces[:, k], fn)
+    for k, (a, b, c) in enumerate(((v0, v1, v2), (v1, v2, v0), (v2, v0, v1))):
+        w = 1.0 if weighting == "area" else _corner_angle(a, b, c)[:, None]
+        n.index_add_(0, faces[:, k], fn * w)
     return n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _corner_angle(at: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    e1, e2 = b - at, c - at
+    return torch.atan2(torch.cross(e1, e2, dim=1).norm(dim=1), (e1 * e2).sum(1))
 
 
 def outward_sign(vertices: torch.Tensor, faces: torch.Tensor) -> float:
@@ -132,27 +137,35 @@ class GuidanceRenderer:
 
         out = {}
         depth = np.zeros((H, W), np.float32)
-        kp = seq.keypoints[frame]
-        z_hips = float(0.5 * (kp[8, 2] + kp[11, 2]))
-        depth[mask] = np.clip(0.5 - (z.float().numpy() - z_hips) / (2 * DEPTH_RANGE_M), 0, 1)
+        depth[mask] = champ_depth(z.float()).numpy()  # Champ: per frame, nearest visible point 1, farthest 0
         out["depth"] = np.repeat(_u8(depth)[..., None], 3, axis=2)
 
-        vn = vertex_normals(verts, seq.faces) * sign
+        # Champ's normals: Blender's angle-weighted smooth normals, turned to the viewer on back faces.
+        vn = vertex_normals(verts, seq.faces, "angle") * sign
         n = (vn[tri] * pc[..., None]).sum(1)
         n = n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        # Encode with x right, y up, z towards the viewer: surfaces facing the camera look blue.
-        enc = torch.stack([n[:, 0], -n[:, 1], -n[:, 2]], dim=1)
+        v = verts[tri]
+        g = torch.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0], dim=1) * sign
+        p3 = (v * pc[..., None]).sum(1)  # the surface point; the camera sits at the origin
+        n = torch.where(((g * p3).sum(1) > 0)[:, None], -n, n)
         normal = np.zeros((H, W, 3), np.float32)
-        normal[mask] = ((enc + 1) / 2).numpy()
+        normal[mask] = encode_normal(n).numpy()
         out["normal"] = _u8(normal)
 
-        part = np.zeros((H, W), np.int64)
+        # Champ's semantic map: per-vertex part colours blended across each triangle in linear light.
+        lin = (_PART_LINEAR[seq.smpl_parts[tri]] * pc[..., None]).sum(1)
+        semantic = np.empty((H, W, 3), np.float32)
+        semantic[:] = SEMANTIC_BACKGROUND.astype(np.float32) / 255
+        semantic[mask] = linear_to_srgb(lin).numpy()
+        out["semantic_map"] = _u8(semantic)
+
+        part = np.zeros((H, W), np.int64)  # clothing regions (PART_NAMES) for the albedo
         if getattr(seq, "_face_parts", None) is None:
             seq._face_parts = face_parts(seq.faces, seq.vertex_parts)  # constant over the sequence
         part[mask] = seq._face_parts[f].numpy()
-        out["semantic_map"] = PALETTE[part]
 
         fx, fy = self.intrinsics(params)
+        kp = seq.keypoints[frame]
         kz = kp[:, 2].clamp_min(1e-6)
         uv = torch.stack([fx * kp[:, 0] / kz + W / 2, fy * kp[:, 1] / kz + H / 2], dim=1).numpy()
         vis = (
@@ -168,8 +181,11 @@ class GuidanceRenderer:
         if albedo is not None:
             rest = (seq.rest_vertices[tri].float() * pc[..., None]).sum(1)
             col = albedo(rest, torch.as_tensor(part[mask]))
+            ns = (vertex_normals(verts, seq.faces) * sign)[tri]  # shading keeps its own area-weighted normals
+            ns = (ns * pc[..., None]).sum(1)
+            ns = ns / ns.norm(dim=1, keepdim=True).clamp_min(1e-12)
             # Lambert with a soft ambient term (light direction in the camera frame, near the camera).
-            lam = (n * self.light).sum(1).clamp_min(0)
+            lam = (ns * self.light).sum(1).clamp_min(0)
             shade = 0.35 + 0.65 * lam
             rgb_f = (
                 np.zeros((H, W, 3), np.float32) if background is None else background.astype(np.float32) / 255

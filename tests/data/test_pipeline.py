@@ -13,6 +13,7 @@ from PIL import Image
 from cosec.data.datasets import EvalDataset, Phase1Dataset, Phase2Dataset, TeacherDataset
 from cosec.data.index import Phase1Sampler, Phase2Sampler, load_index
 from cosec.data.io import MAP_FOLDERS
+from cosec.render.maps import SEMANTIC_BACKGROUND
 from cosec.synth.dataset import SPLIT_FAMILIES, plan
 from cosec.synth.motions import UNSEEN_FAMILIES
 
@@ -104,8 +105,10 @@ def test_datasets_keys_shapes_ranges(tiny_data):
     _check_guidance(item["guidance"], (3, 32, 32))
     assert item["mask"].shape == (1, 32, 32) and set(item["mask"].unique().tolist()) == {0.0, 1.0}
     assert df.loc[item["ref_row"], "video"] == df.loc[item["row"], "video"] and item["ref_row"] != item["row"]
-    # mask and semantic map agree
-    assert torch.equal(item["mask"][0] > 0, item["guidance"]["semantic_map"].sum(0) > 0)
+    # mask and maps agree: normals exactly on the body, Champ's semantic background elsewhere
+    assert torch.equal(item["mask"][0] > 0, item["guidance"]["normal"].sum(0) > 0)
+    bg = torch.tensor(SEMANTIC_BACKGROUND, dtype=torch.float32)[:, None] / 255
+    assert torch.allclose(item["guidance"]["semantic_map"][:, item["mask"][0] == 0], bg, atol=1e-6)
 
     p1 = Phase1Dataset(root, df, length=4, k_ras=2, m_ers=3, seed=1)[0]
     _check_image(p1["ras_refs"], (2, 3, 32, 32))
