@@ -1,4 +1,4 @@
-"""Stage 'ingest': real data in (a Champ-layout folder, or videos + SMPL fits). (cosec/pipeline)."""
+"""Stage 'ingest' of real/dvc.yaml: real data in (cosec/pipeline/ingest.py)."""
 
 import sys
 

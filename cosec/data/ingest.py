@@ -110,12 +110,12 @@ def _video_of(item: Path) -> Path | None:
 
 
 def _is_item(d: Path) -> bool:
-    return (
-        (d / "images").is_dir()
-        or find_video(d) is not None
-        or any((d / p).is_dir() for p in PARAM_DIRS)
-        or any((d / m).is_dir() for m in GUIDANCE_FOLDERS)
-    )
+    """A video folder; a folder of several videos (or of videos beside their fits' folders) is a split."""
+    if any((d / m).is_dir() for m in ("images", *PARAM_DIRS, *GUIDANCE_FOLDERS)):
+        return True
+    entries = [p for p in d.iterdir() if not p.name.startswith(".")]
+    videos = [p for p in entries if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+    return len(videos) == 1 and not any(p.is_dir() for p in entries)
 
 
 def item_name(item: Path) -> str:
@@ -266,6 +266,8 @@ def _remove_untaken(out: Path, taken: set[str], log) -> None:
                 ours = False
             if ours and remove_stale(vid):
                 log(f"[ingest] {split_dir.name}/{vid.name}: no longer taken; removed its earlier copy")
+        if not any(split_dir.iterdir()):
+            split_dir.rmdir()  # an empty split folder would read as a split without videos
 
 
 def run_ingest(cfg: IngestConfig, log=print) -> Problems:

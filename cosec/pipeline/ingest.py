@@ -1,4 +1,5 @@
-"""Stage 'ingest': real data in (a Champ-layout folder, or videos + SMPL fits).
+"""Stage 'ingest' (real/dvc.yaml): real data in: a benchmark's videos (tiktok, ubc, wild_tiktok) or any folder of
+videos or frames with SMPL fits, or of Champ-layout folders.
 
 Settings: cosec.data.config; see docs/data.md.
 """
