@@ -287,6 +287,7 @@ def _tree_hash(root: Path) -> str:
 
 def _dvc(project: Path, *args: str) -> str:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1",
+           "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True
@@ -298,7 +299,8 @@ def _dvc(project: Path, *args: str) -> str:
 @pytest.mark.slow
 def test_dvc_repro_of_the_real_graph_never_deletes_the_users_data(tmp_path, smpl_dir):
     """The documented route, run by DVC: `dvc repro real/dvc.yaml` up to the index; a rerun keeps everything, a
-    new video in the source is picked up, and the source itself is never touched."""
+    new video in the source is picked up, and the source itself is never touched; then the whole graph, with
+    evaluate scoring a tiny teacher and student (random weights) on the ingested split."""
     project = tmp_path / "project"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()  # fmt: skip
@@ -314,7 +316,12 @@ def test_dvc_repro_of_the_real_graph_never_deletes_the_users_data(tmp_path, smpl
     listed.write_text(f"{ubc[0]}\n{ubc[1]}\n")
     params = yaml.safe_load((project / "real" / "params.yaml").read_text())
     params["ingest"].update(source=str(src), benchmark="ubc", videos=str(listed))
-    params["frames"]["resolution"] = 32
+    params["frames"]["resolution"] = 64
+    params["common"]["run"]["progress"] = False
+    params["evaluate"].update(teacher=str(tmp_path / "models" / "teacher"),
+                              students={"student": str(tmp_path / "models" / "student")})  # fmt: skip
+    params["evaluate"]["protocol"].update(splits=["ubc"], teacher_steps=[1], student_steps=[1], grid_frames=2,
+                                          max_videos=1, max_frames=2)  # fmt: skip
     params["guidance"].update(smpl_model_path=str(smpl_dir), backend="torch")
     (project / "real" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
@@ -343,3 +350,17 @@ def test_dvc_repro_of_the_real_graph_never_deletes_the_users_data(tmp_path, smpl
     _dvc(project, "repro", "real/dvc.yaml:index")
     assert sorted(p.name for p in prepared.iterdir()) == sorted(ubc[:3])
     assert _tree_hash(src) == before  # the source is read, never written
+
+    import torch
+
+    from cosec.models import ChampModel
+
+    torch.manual_seed(0)
+    for role in ("teacher", "student"):
+        ChampModel.build("tiny", motion_modules=True).save_pretrained(tmp_path / "models" / role, role=role)
+    _dvc(project, "repro", "real/dvc.yaml")
+    metrics = json.loads((project / "real" / "reports" / "metrics.json").read_text())
+    assert set(metrics) == {"ubc"} and {"teacher@1", "student@1"} <= set(metrics["ubc"])
+    assert all(np.isfinite(metrics["ubc"][k]["psnr"]) for k in ("teacher@1", "student@1"))
+    assert any((project / "real" / "reports" / "summary").iterdir())
+    assert _tree_hash(raw) != kept and (raw / ubc[0] / "video.mp4").is_file() and _tree_hash(src) == before
