@@ -26,14 +26,20 @@ class EvalProtocol:
     reference: str = "least_overlap"  # or "first" (frame 0); see docs/evaluation.md
     seed: int = 0
     student_renoise: str = "independent"  # LCM re-noising between steps: "independent" per frame, or "shared"
-    weights_dir: str | None = (
-        None  # backbone weights for LPIPS / FID (missing: reported null with the reason)
-    )
+    # backbone weights for LPIPS / FID / FID-VID / FVD (a file missing or rejected: null with the reason)
+    weights_dir: str | None = None
     grid_frames: int = 4  # frames of the first video per split in the sample grid
     # context window over frames (Champ: 24); at most the motion modules' position table
     window: Annotated[int, Range(ge=1)] = 24
     window_overlap: Annotated[int, Range(ge=0)] = 4  # frames shared by consecutive windows (Champ: 4)
     window_stride: Annotated[int, Range(ge=1)] = 1  # dilation levels (Champ: 1, contiguous windows only)
+    # frames generated larger are downscaled to this (DisCo: 256); smaller ones are scored as generated
+    score_size: Annotated[int, Range(ge=8)] = 256
+    # bootstrap over test videos: resamples (0 = no intervals), fewer for the Frechet distances, level, seed
+    ci_resamples: Annotated[int, Range(ge=0)] = 1000
+    ci_frechet_resamples: Annotated[int, Range(ge=0)] = 200
+    ci_level: Annotated[float, Range(gt=0, le=0.999)] = 0.95
+    ci_seed: int = 0
 
     def __post_init__(self) -> None:
         # a bad window layout fails at load time (cosec.diffusion.windows.ContextWindows checks it again)

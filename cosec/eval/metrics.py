@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+from skimage.color import rgb2lab
 from skimage.metrics import structural_similarity
 
 # OpenCV 4.x/5.x fixed-point BGR->grey weights for 8-bit images (0.299 R + 0.587 G + 0.114 B, scaled by
@@ -109,6 +110,29 @@ def _crop(img: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
     return img[y0:y1, x0:x1]
 
 
+def lab_ab(img: np.ndarray) -> np.ndarray:
+    """uint8 RGB (..., 3) -> float64 (..., 2) CIELAB a*, b* (sRGB, D65; scikit-image's rgb2lab)."""
+    return rgb2lab(np.asarray(img))[..., 1:]
+
+
+def colour_stats(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> tuple[float, float, float]:
+    """(mean a*b* distance to the ground truth, summed chroma of pred, of gt) over the person mask's pixels.
+
+    The a*b* distance is the CIELAB colour difference without lightness, so a grey (or colour-cast) rendering
+    of a coloured person scores high even where SSIM on grey images does not notice; an empty or absent mask
+    uses the whole frame, as the other person measures do.
+    """
+    pred, gt = _check_pair(pred, gt)
+    ab_pred, ab_gt = lab_ab(pred), lab_ab(gt)
+    if mask is not None and np.any(mask):
+        sel = np.asarray(mask) > 0
+        ab_pred, ab_gt = ab_pred[sel], ab_gt[sel]
+    else:
+        ab_pred, ab_gt = ab_pred.reshape(-1, 2), ab_gt.reshape(-1, 2)
+    error = float(np.mean(np.linalg.norm(ab_pred - ab_gt, axis=-1)))
+    return error, float(np.linalg.norm(ab_pred, axis=-1).sum()), float(np.linalg.norm(ab_gt, axis=-1).sum())
+
+
 def highpass_energy(grey: np.ndarray) -> float:
     """Mean squared response of the 3x3 Laplacian (a high-pass filter) on a grey image in 0-255."""
     lap = ndimage.laplace(np.asarray(grey, dtype=np.float64), mode="reflect")
@@ -119,20 +143,33 @@ def highpass_energy(grey: np.ndarray) -> float:
 class MetricAccumulator:
     """Running sums of every measure over the frames and videos of one split for one model.
 
-    Per-frame scores (ssim, psnr, l1, ssim_person, psnr_person) are averaged over frames; hf_ratio is
-    the ratio of summed high-pass energies (prediction / ground truth) over all person boxes; jitter
-    is averaged over all consecutive frame pairs.
+    Per-frame scores (ssim, psnr, l1, ssim_person, psnr_person, ab_error_person) are averaged over frames;
+    hf_ratio is the ratio of summed high-pass energies (prediction / ground truth) over all person boxes and
+    chroma_ratio_person that of summed CIELAB chroma over the person masks; jitter is averaged over all
+    consecutive frame pairs. `videos` keeps the same sums per video, for the bootstrap over videos
+    (cosec.eval.evaluate); the pooled sums are kept as running sums, so their values do not depend on it.
     """
 
     sums: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     hf_pred: float = 0.0
     hf_gt: float = 0.0
+    chroma_pred: float = 0.0
+    chroma_gt: float = 0.0
     empty_masks: int = 0
+    videos: list[dict[str, float]] = field(default_factory=list)
 
     def _add(self, key: str, value: float) -> None:
         self.sums[key] = self.sums.get(key, 0.0) + value
         self.counts[key] = self.counts.get(key, 0) + 1
+        video = self.videos[-1]
+        video[key] = video.get(key, 0.0) + value
+        video[f"n_{key}"] = video.get(f"n_{key}", 0) + 1
+
+    def _add_ratio(self, name: str, pred: float, gt: float) -> None:
+        video = self.videos[-1]
+        video[f"{name}_pred"] = video.get(f"{name}_pred", 0.0) + pred
+        video[f"{name}_gt"] = video.get(f"{name}_gt", 0.0) + gt
 
     def add_video(self, pred: np.ndarray, gt: np.ndarray, masks: np.ndarray | None = None) -> None:
         """Add one video: pred and gt (F, H, W, 3) uint8 paired by frame; masks (F, H, W) or None.
@@ -150,6 +187,7 @@ class MetricAccumulator:
                 masks = masks[None]
             if masks.shape[0] != pred.shape[0] or masks.shape[1:3] != pred.shape[1:3]:
                 raise ValueError(f"mask shape {masks.shape} does not match video shape {pred.shape}")
+        self.videos.append({})
         boxes = []
         for i in range(pred.shape[0]):
             p, g = _check_pair(pred[i], gt[i])
@@ -163,17 +201,26 @@ class MetricAccumulator:
             pc, gc = _crop(p, box), _crop(g, box)
             self._add("ssim_person", ssim(pc, gc))
             self._add("psnr_person", psnr(pc, gc))
-            self.hf_pred += highpass_energy(rgb_to_grey(pc))
-            self.hf_gt += highpass_energy(rgb_to_grey(gc))
+            hf_p, hf_g = highpass_energy(rgb_to_grey(pc)), highpass_energy(rgb_to_grey(gc))
+            self.hf_pred += hf_p
+            self.hf_gt += hf_g
+            self._add_ratio("hf", hf_p, hf_g)
+            error, c_pred, c_gt = colour_stats(p, g, masks[i] if masks is not None else None)
+            self._add("ab_error_person", error)
+            self.chroma_pred += c_pred
+            self.chroma_gt += c_gt
+            self._add_ratio("chroma", c_pred, c_gt)
         for i in range(pred.shape[0] - 1):
             self._add(
                 "jitter", jitter_pair(pred[i], pred[i + 1], gt[i], gt[i + 1], _union(boxes[i], boxes[i + 1]))
             )
 
     def result(self) -> dict[str, float | None]:
-        """Averages; hf_ratio None when the ground truth has no high-frequency energy, jitter None for single frames."""
+        """Averages; hf_ratio None when the ground truth has no high-frequency energy, chroma_ratio_person when
+        the ground-truth person is grey, jitter None for single frames."""
         out: dict[str, float | None] = {k: self.sums[k] / self.counts[k] for k in self.sums}
         out["hf_ratio"] = self.hf_pred / self.hf_gt if self.hf_gt > 0 else None
+        out["chroma_ratio_person"] = self.chroma_pred / self.chroma_gt if self.chroma_gt > 0 else None
         out.setdefault("jitter", None)
         return out
 

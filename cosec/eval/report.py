@@ -3,14 +3,19 @@
 reports/metrics.json schema (ARCHITECTURE.md section 4):
     {"<split>": {"<model>@<steps>": {"ssim": x, "psnr": x, "l1": x, "ssim_person": x, "psnr_person": x,
                                     "lpips": x|null, "fid": x|null, "fid_vid": x|null, "fvd": x|null,
-                                    "hf_ratio": x|null, "jitter": x|null}}}
-Why a value is null is written beside it, in metrics_notes.json, and as footnotes of the Markdown.
+                                    "hf_ratio": x|null, "jitter": x|null, "ab_error_person": x|null,
+                                    "chroma_ratio_person": x|null, "<metric>_ci": [lo, hi]|null, ...,
+                                    "videos": n, "score_size": px}}}
+`<metric>_ci` is the bootstrap confidence interval over test videos (cosec.eval.bootstrap), `score_size` the
+frame size the metrics saw. Why a value is null is written beside it, in metrics_notes.json, and as footnotes
+of the Markdown.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +49,9 @@ MODEL_LABELS = {
 # The ablation ladder of the paper's Table 4: each row adds one regulariser to the previous.
 ABLATION = ("referencelcm", "eta", "eta_cons", "eta_cons_tmp")
 REQUIRED = ("ssim", "psnr", "l1", "ssim_person", "psnr_person")
-NULLABLE = ("lpips", "fid", "fid_vid", "fvd", "hf_ratio", "jitter")
+NULLABLE = ("lpips", "fid", "fid_vid", "fvd", "hf_ratio", "jitter", "ab_error_person", "chroma_ratio_person")
+# Whole-number fields of an entry (kept as int): test videos scored, and the frame size scored at.
+INTEGER_FIELDS = ("videos", "score_size")
 # Column label and whether higher is better.
 METRIC_INFO = {
     "ssim": ("SSIM", True),
@@ -58,6 +65,8 @@ METRIC_INFO = {
     "fvd": ("FVD", False),
     "hf_ratio": ("HF ratio (1 ideal)", None),
     "jitter": ("Jitter", False),
+    "ab_error_person": ("Colour err. (ΔE a*b*)", False),
+    "chroma_ratio_person": ("Chroma ratio (1 ideal)", None),
 }
 TABLE3_METRICS = (
     "ssim",
@@ -69,6 +78,18 @@ TABLE3_METRICS = (
     "fvd",
     "ssim_person",
     "psnr_person",
+    "hf_ratio",
+    "ab_error_person",
+    "chroma_ratio_person",
+    "jitter",
+)
+# Our measures shown after the paper's columns in the paper-shaped tables.
+EXTRA_METRICS = (
+    "psnr",
+    "ssim_person",
+    "psnr_person",
+    "ab_error_person",
+    "chroma_ratio_person",
     "hf_ratio",
     "jitter",
 )
@@ -108,9 +129,17 @@ class MetricsTable:
         absent = [m for m in REQUIRED if metrics.get(m) is None]
         if absent:
             raise ValueError(f"{split}/{key}: required metrics missing or null: {absent}")
-        row: dict[str, float | None] = {}
+        row: dict = {}
         for name, value in metrics.items():
-            if value is not None:
+            if value is None:
+                pass
+            elif name.endswith("_ci"):
+                value = [float(v) for v in value]
+                if len(value) != 2 or not all(math.isfinite(v) for v in value) or value[0] > value[1]:
+                    raise ValueError(f"{split}/{key}: interval {name} must be finite [lo, hi], got {value}")
+            elif name in INTEGER_FIELDS:
+                value = int(value)
+            else:
                 value = float(value)
                 if not math.isfinite(value):
                     raise ValueError(f"{split}/{key}: metric {name} is not finite ({value})")
@@ -179,6 +208,15 @@ def _fmt(value: float | None, metric: str) -> str:
     return f"{value:.3f}"
 
 
+def _cell(vals: Mapping, metric: str) -> str:
+    """The value, and its 95% bootstrap interval when the entry has one: `0.812 [0.801, 0.824]`."""
+    text = _fmt(vals.get(metric), metric)
+    ci = vals.get(f"{metric}_ci")
+    if vals.get(metric) is not None and ci:
+        text += f" [{_fmt(ci[0], metric)}, {_fmt(ci[1], metric)}]"
+    return text
+
+
 def _header(metrics: Sequence[str]) -> list[str]:
     labels = []
     for m in metrics:
@@ -191,7 +229,11 @@ def _notes(table: MetricsTable, split: str, keys: Sequence[str], metrics: Sequen
     seen: dict[str, list[str]] = {}
     for key in keys:
         for metric, reason in table.reasons.get(split, {}).get(key, {}).items():
-            if metric in metrics or metric == "person":
+            if (
+                metric in metrics
+                or metric in ("person", "ci", "score_size")
+                or metric.removesuffix("_ci") in metrics
+            ):
                 seen.setdefault(f"{metric}: {reason}", []).append(key)
     return [f"- {text} ({', '.join(keys)})" for text, keys in sorted(seen.items())]
 
@@ -208,7 +250,7 @@ def table3_markdown(table: MetricsTable, metrics: Sequence[str] = TABLE3_METRICS
             "|---|---|" + "---|" * len(metrics),
         ]
         for model, steps, vals in rows:
-            cells = [_fmt(vals.get(m), m) for m in metrics]
+            cells = [_cell(vals, m) for m in metrics]
             lines.append(f"| {MODEL_LABELS[model]} | {steps} | " + " | ".join(cells) + " |")
         notes = _notes(table, split, [entry_key(m, s) for m, s, _ in rows], metrics)
         if notes:
@@ -232,12 +274,173 @@ def ablation_markdown(table: MetricsTable, metrics: Sequence[str] = TABLE3_METRI
         ]
         for model, steps, vals in sorted(rows, key=lambda r: (r[1], ABLATION.index(r[0]))):
             lines.append(
-                f"| {MODEL_LABELS[model]} | {steps} | "
-                + " | ".join(_fmt(vals.get(m), m) for m in metrics)
-                + " |"
+                f"| {MODEL_LABELS[model]} | {steps} | " + " | ".join(_cell(vals, m) for m in metrics) + " |"
             )
+        notes = _notes(table, split, [entry_key(m, s) for m, s, _ in rows], metrics)
+        if notes:
+            lines += ["", "Missing values:", *notes]
         parts.append("\n".join(lines))
     return ("\n\n".join(parts) + "\n") if parts else ""
+
+
+# ---------------------------------------------------------------- the paper's Tables 1-5
+
+# Which published benchmark a split stands for (report.benchmarks in params.yaml): the synthetic splits and
+# the real benchmarks of `ingest`.
+DEFAULT_BENCHMARKS = {
+    "dance": "tiktok",
+    "fashion": "ubc",
+    "wild": "wild_tiktok",
+    "tiktok": "tiktok",
+    "ubc": "ubc",
+    "wild_tiktok": "wild_tiktok",
+}
+
+
+def _scored_line(table: MetricsTable, split: str) -> str:
+    sizes = sorted({v["score_size"] for _, _, v in table.rows(split) if v.get("score_size") is not None})
+    if not sizes:
+        return ""
+    videos = sorted({v["videos"] for _, _, v in table.rows(split) if v.get("videos") is not None})
+    text = f"Scored at {' / '.join(map(str, sizes))} px"
+    if videos:
+        text += (
+            f" on {' / '.join(map(str, videos))} test videos; brackets: 95% bootstrap interval over videos"
+        )
+    return text + "."
+
+
+def _paper_table(
+    table: MetricsTable, split: str, benchmark: str, ours: Sequence[tuple[str, int]], note: str = ""
+) -> str:
+    """Our rows (model, steps) on `split` under the paper's published rows of `benchmark`, marked as such."""
+    from cosec.eval.published import PUBLISHED
+
+    number, caption, columns, published = PUBLISHED[benchmark]
+    metrics = [*columns, *[m for m in EXTRA_METRICS if m not in columns]]
+    have = {(m, s): v for m, s, v in table.rows(split)}
+    lines = [
+        f"### Table {number}: {caption} (ours: split `{split}`)",
+        "",
+        "| source | method | steps | " + " | ".join(_header(metrics)) + " |",
+        "|---|---|---|" + "---|" * len(metrics),
+    ]
+    for model, steps, vals in published:
+        cells = [_fmt(vals.get(m), m) if m in columns else "" for m in metrics]
+        lines.append(f"| published (paper) | {MODEL_LABELS[model]} | {steps} | " + " | ".join(cells) + " |")
+    absent = []
+    for model, steps in ours:
+        if (model, steps) not in have:
+            absent.append(entry_key(model, steps))
+            continue
+        cells = [_cell(have[(model, steps)], m) for m in metrics]
+        lines.append(f"| ours | {MODEL_LABELS[model]} | {steps} | " + " | ".join(cells) + " |")
+    foot = [t for t in (_scored_line(table, split), note) if t]
+    if absent:
+        foot.append(f"Not evaluated here: {', '.join(absent)}.")
+    keys = [entry_key(m, s) for m, s in ours if (m, s) in have]
+    notes = _notes(table, split, keys, metrics)
+    lines += ["", *foot] if foot else []
+    if notes:
+        lines += ["", "Missing values:", *notes]
+    return "\n".join(lines)
+
+
+def _teacher_full(table: MetricsTable, split: str) -> int:
+    steps = [s for m, s, _ in table.rows(split) if m == "teacher"]
+    return 20 if 20 in steps or not steps else max(steps)
+
+
+def main_rows(table: MetricsTable, split: str) -> list[tuple[str, int]]:
+    """Tables 1/2: the teacher at 20 steps, ReferenceLCM and CoSeC-LCD at 2."""
+    rows = [("teacher", _teacher_full(table, split)), ("referencelcm", 2), ("student", 2)]
+    have = {(m, s) for m, s, _ in table.rows(split)}
+    return [r for r in rows if r in have or r[0] != "referencelcm"]
+
+
+def paper_tables_markdown(
+    table: MetricsTable,
+    benchmarks: Mapping[str, str] | None = None,
+    figures: Mapping[str, str] | None = None,
+) -> str:
+    """Tables 1 (TikTok-like splits), 2 (UBC-like), 3 (low steps, TikTok-like), 4 (ablation, when the
+    table holds its variants), 5 (generalisation, Wild-TikTok-like) and links to Fig. 5 (figures: split ->
+    relative path of its jitter heat map)."""
+    benchmarks = {**DEFAULT_BENCHMARKS, **(benchmarks or {})}
+    by = {
+        b: [s for s in sorted(table.values) if benchmarks.get(s) == b]
+        for b in ("tiktok", "ubc", "wild_tiktok")
+    }
+    caveat = (
+        "Published rows are the paper's numbers on the real benchmark; ours come from this run's split, so "
+        "compare orderings and margins, not values, unless the split is the real benchmark."
+    )
+    parts = ["## Tables shaped like the paper's", "", caveat]
+    no_rlcm = (
+        "ReferenceLCM (the ablation's first rung) is in reports/ablation.md when the ablation graph ran."
+    )
+    for b in ("tiktok", "ubc"):
+        for split in by[b]:
+            rows = main_rows(table, split)
+            parts.append(_paper_table(table, split, b, rows, "" if ("referencelcm", 2) in rows else no_rlcm))
+    for split in by["tiktok"]:
+        rows = [("teacher", s) for m, s, _ in table.rows(split) if m == "teacher" and 0 < s <= 8]
+        rows += [("student", s) for m, s, _ in table.rows(split) if m == "student"]
+        parts.append(_paper_table(table, split, "tiktok_low_steps", rows))
+    for split in by["tiktok"]:
+        if any(m in ABLATION for m, _, _ in table.rows(split)):
+            parts.append(_paper_table(table, split, "tiktok_ablation", ablation_rows(table, split)))
+    for split in by["wild_tiktok"]:
+        rows = [("teacher", _teacher_full(table, split))]
+        for n in (1, 2, 4):
+            rows += [("teacher", n), ("student", n)]
+        parts.append(_paper_table(table, split, "wild_tiktok", rows))
+    if figures:
+        fig = [
+            "### Fig. 5: frame-to-frame change |grey(t+1) - grey(t)|, ground truth / teacher / student",
+            "",
+        ]
+        fig += [f"![{split}]({path})" for split, path in sorted(figures.items())]
+        parts.append("\n".join(fig))
+    return "\n\n".join(parts) + "\n"
+
+
+def ablation_rows(table: MetricsTable, split: str) -> list[tuple[str, int]]:
+    """The ladder's rungs present on the split, in ladder order (steps ascending)."""
+    rows = [(m, s) for m, s, _ in table.rows(split) if m in ABLATION]
+    return sorted(rows, key=lambda r: (r[1], ABLATION.index(r[0])))
+
+
+def table4_markdown(table: MetricsTable, benchmarks: Mapping[str, str] | None = None) -> str:
+    """Table 4 (the ablation ladder) for every split holding its rungs, with the paper's rows beside ours;
+    and Table 1/2 completed with ReferenceLCM where the table also holds the main run's rows."""
+    benchmarks = {**DEFAULT_BENCHMARKS, **(benchmarks or {})}
+    parts = []
+    for split in sorted(table.values):
+        rows = ablation_rows(table, split)
+        if not rows:
+            continue
+        # the paper's ablation is on TikTok; other splits show the same published ladder for reference
+        parts.append(_paper_table(table, split, "tiktok_ablation", rows))
+        have = {(m, s) for m, s, _ in table.rows(split)}
+        main = benchmarks.get(split)
+        if main in ("tiktok", "ubc") and ("student", 2) in have and ("referencelcm", 2) in have:
+            parts.append(_paper_table(table, split, main, main_rows(table, split)))
+    return ("\n\n".join(parts) + "\n") if parts else ""
+
+
+def paper_tables_columns(table: MetricsTable, split: str) -> dict[str, list]:
+    """One split's entries as {column: values} (values, intervals as "lo..hi"), the form MLflow tables take."""
+    rows = table.rows(split)
+    out: dict[str, list] = {"entry": [entry_key(m, s) for m, s, _ in rows]}
+    for metric in (*TABLE3_METRICS,):
+        out[metric] = [v.get(metric) for _, _, v in rows]
+        out[f"{metric}_ci"] = [
+            None if not v.get(f"{metric}_ci") else list(v[f"{metric}_ci"]) for _, _, v in rows
+        ]
+    out["score_size"] = [v.get("score_size") for _, _, v in rows]
+    out["videos"] = [v.get("videos") for _, _, v in rows]
+    return out
 
 
 # ---------------------------------------------------------------- figures
@@ -361,11 +564,22 @@ def save_jitter_heatmap(videos: Mapping[str, np.ndarray], path: Path, max_pairs:
     return _savefig(fig, path)
 
 
-def write_report(table: MetricsTable, out_dir: Path, with_json: bool = True) -> dict[str, Path]:
+def write_report(
+    table: MetricsTable,
+    out_dir: Path,
+    with_json: bool = True,
+    benchmarks: Mapping[str, str] | None = None,
+    figures: Mapping[str, Path] | None = None,
+) -> dict[str, Path]:
     """metrics.json (+ notes; skipped with with_json=False when the table came from that very file),
-    metrics.md (Table 3 and ablation shapes), quality_vs_steps_<split>.png."""
+    metrics.md (every entry, methods x steps, and the ablation ladder), paper_tables.md (Tables 1-5 with the
+    published rows, Fig. 5 linked: figures maps split -> its heat map), quality_vs_steps_<split>.png."""
     out_dir = Path(out_dir)
     files = {"metrics": write_metrics_json(table, out_dir / "metrics.json")} if with_json else {}
+    links = {split: os.path.relpath(path, out_dir) for split, path in (figures or {}).items()}
+    files["paper_tables"] = write_text_atomic(
+        "# Results\n\n" + paper_tables_markdown(table, benchmarks, links), out_dir / "paper_tables.md"
+    )
     text = "# Metrics\n\n## Methods x steps\n\n" + table3_markdown(table)
     ablation = ablation_markdown(table)
     if ablation:

@@ -1,5 +1,6 @@
 """Stage 'evaluate': teacher @ N DDIM steps (CFG and none) vs students @ N LCM steps on every test split
--> reports/metrics.json (+ the reasons for nulls) and the sample grids."""
+-> reports/metrics.json (+ the reasons for nulls), the sample grids and the Fig. 5 jitter heat maps (the stage
+that holds the generated frames draws them: reports/samples/jitter_<split>.png)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cosec.config import to_dict
-from cosec.eval.report import save_sample_grid, write_metrics_json
+from cosec.eval.report import paper_tables_columns, save_jitter_heatmap, save_sample_grid, write_metrics_json
 from cosec.eval.runner import run_evaluation
 from cosec.models import ChampModel
 
@@ -19,9 +20,6 @@ from .stage import Stage
 
 if TYPE_CHECKING:
     from .params import Params
-
-TABLE_KEYS = ("ssim", "psnr", "l1", "ssim_person", "psnr_person", "hf_ratio", "jitter")
-
 
 Config = EvaluateConfig
 
@@ -38,23 +36,27 @@ def _evaluate(params: Params, tracker) -> None:
     common, cfg = params.common, params.evaluate
     teacher = ChampModel.from_pretrained(cfg.teacher)
     students = {name: ChampModel.from_pretrained(path).denoising_unet for name, path in cfg.students.items()}
+    clips: dict[str, dict[str, np.ndarray]] = {}
     table, grids = run_evaluation(
-        teacher, students, common.data_root, read_index(common), cfg.protocol, progress=common.run.progress
+        teacher,
+        students,
+        common.data_root,
+        read_index(common),
+        cfg.protocol,
+        progress=common.run.progress,
+        clips=clips,
     )
     out = Path(cfg.out)
     write_metrics_json(table, out / "metrics.json")
     for split, rows in grids.items():
         path = save_sample_grid(rows, out / "samples" / f"{split}.png", columns=tuple(rows[0]))
         tracker.log_image(np.asarray(Image.open(path)), f"samples_{split}")
+    for split, videos in clips.items():
+        if len(videos) > 1 and len(videos["ground truth"]) > 1:  # Fig. 5 needs a model and 2 frames
+            path = save_jitter_heatmap(videos, out / "samples" / f"jitter_{split}.png")
+            tracker.log_image(np.asarray(Image.open(path).convert("RGB")), f"jitter_{split}")
     for split in table.values:
-        rows = table.rows(split)
-        tracker.log_table(
-            {
-                "entry": [f"{m}@{s}" for m, s, _ in rows],
-                **{k: [v.get(k) for _, _, v in rows] for k in TABLE_KEYS},
-            },
-            f"metrics_{split}",
-        )
+        tracker.log_table(paper_tables_columns(table, split), f"metrics_{split}")
 
 
 STAGE = Stage("evaluate", ("common", "evaluate"), run)

@@ -85,6 +85,16 @@ class ReportConfig:
 
     metrics: str = "reports/metrics.json"  # the evaluate stage's output
     out: str = "reports/summary"
+    samples: str = "reports/samples"  # the evaluate stage's figures (Fig. 5: jitter_<split>.png)
+    # split -> the published benchmark its rows sit beside (tiktok: Tables 1, 3, 4; ubc: 2; wild_tiktok: 5)
+    benchmarks: dict[str, str] = field(
+        default_factory=lambda: {"dance": "tiktok", "fashion": "ubc", "wild": "wild_tiktok"}
+    )
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in self.benchmarks.items() if v not in ("tiktok", "ubc", "wild_tiktok")}
+        if bad:  # a typo would silently drop the split's paper tables
+            raise ValueError(f"benchmarks: {bad} must map to one of tiktok, ubc, wild_tiktok")
 
 
 @dataclass

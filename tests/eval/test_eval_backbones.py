@@ -95,6 +95,6 @@ def test_split_evaluator_with_and_without_weights(weights_dir):
     values, reasons = full.result()
     assert values["lpips"] > 0 and values["fid"] > 0
     assert "lpips" not in reasons and "fid" not in reasons and "fid_vid" in reasons
-    assert len(full.feats_pred) == 1 and full.feats_pred[0].shape == (2, 2048)
+    assert len(full.fid_pred) == 1 and full.fid_pred[0].shape == (2, 2048)  # one video, 2 frames
     with pytest.raises(ValueError, match="no frames"):
         SplitEvaluator(full.backbones).result()
