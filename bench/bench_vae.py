@@ -144,6 +144,7 @@ def train_vae(params, args):
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(max_steps=cfg.steps, out_dir=tmp, lr=cfg.lr, seed=params.teacher.seed, desc="vae",
                              checkpoint_every=10**9, keep_last=1, log_every=10**9, progress=False)  # fmt: skip
+
         def report(step: int, metrics: dict[str, float]) -> None:
             if step % 100 == 0:
                 print(f"  step {step}: {metrics} ({time.perf_counter() - t0:.0f} s)", flush=True)
