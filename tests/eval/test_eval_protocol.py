@@ -260,3 +260,47 @@ def test_pooled_values_are_running_sums_over_frames_as_before():
             s_ssim += ssim(p, g)
             s_psnr += psnr(p, g)
     assert out["ssim"] == s_ssim / 12 and out["psnr"] == s_psnr / 12
+
+
+def test_evaluate_stage_writes_intervals_score_size_and_fig5(tmp_path, monkeypatch):
+    """The `evaluate` stage on two tiny test videos: metrics.json with intervals and the scoring size,
+    Fig. 5 heat maps beside the sample grids."""
+    import json
+
+    from PIL import Image
+
+    from cosec.pipeline import evaluate
+    from cosec.pipeline.params import Common, EvaluateConfig, Params
+    from cosec.train.config import RunConfig
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root = tmp_path / "prepared"
+    for i in range(2):
+        write_champ_video(root / "dance" / f"blob_{i:03d}", frames=5)
+    index = tmp_path / "index.parquet"
+    build_index(IndexConfig(root=str(root), out=str(index)), log=lambda *_: None)
+    tiny_model().save_pretrained(tmp_path / "teacher", role="teacher")
+    protocol = _cfg(teacher_steps=[1], student_steps=[2], ci_resamples=50)
+    params = Params(
+        common=Common(
+            mlflow_db=str(tmp_path / "mlflow.db"),
+            data_root=str(root),
+            index=str(index),
+            run=RunConfig(progress=False),
+        ),
+        evaluate=EvaluateConfig(
+            teacher=str(tmp_path / "teacher"),
+            students={"student": str(tmp_path / "teacher")},
+            out=str(tmp_path / "reports"),
+            protocol=protocol,
+        ),
+    )
+    evaluate.STAGE.run(params.only(evaluate.STAGE.sections))
+    entry = json.loads((tmp_path / "reports/metrics.json").read_text())["dance"]["student@2"]
+    assert entry["videos"] == 2 and entry["score_size"] == 64
+    lo, hi = entry["ssim_ci"]
+    assert lo <= hi and entry["fid_vid"] is None and "fvd_ci" not in entry  # intervals only for values
+    notes = json.loads((tmp_path / "reports/metrics_notes.json").read_text())["dance"]["student@2"]
+    assert "no weights folder" in notes["fvd"] and "not upsampled" in notes["score_size"]
+    heat = Image.open(tmp_path / "reports/samples/jitter_dance.png")
+    assert heat.size[1] > 150  # three rows: ground truth, teacher, student
