@@ -375,7 +375,7 @@ def paper_tables_markdown(
         "Published rows are the paper's numbers on the real benchmark; ours come from this run's split, so "
         "compare orderings and margins, not values, unless the split is the real benchmark."
     )
-    parts = ["## Tables shaped like the paper's", "", caveat]
+    parts = ["## Tables shaped like the paper's", caveat]
     no_rlcm = (
         "ReferenceLCM (the ablation's first rung) is in reports/ablation.md when the ablation graph ran."
     )
