@@ -40,7 +40,8 @@ class LoadedModel:
 
 def load_model(path: str | os.PathLike, device: str = "cpu", dtype: str = "fp32") -> LoadedModel:
     """A project checkpoint folder (config.json + model.safetensors; its ``role`` field says student or
-    teacher, absent = teacher) or a folder of Champ's released files (a teacher)."""
+    teacher, absent = teacher), a LoRA student's adapter folder (merged into the base it records) or a
+    folder of Champ's released files (a teacher)."""
     from cosec.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, ChampCheckpointError
 
     folder = Path(path)
@@ -59,6 +60,12 @@ def load_model(path: str | os.PathLike, device: str = "cpu", dtype: str = "fp32"
                     "using the teacher's sampler; pass --sampler lcm --steps 2 for a distilled student",
                 )
             return LoadedModel(model, model.role, "cosec checkpoint")
+        from cosec.distill import lora
+
+        if lora.is_adapter_folder(folder):  # a LoRA student shipped as its adapter alone: merged on load
+            return LoadedModel(
+                lora.load_student(folder, device=device, dtype=torch_dtype), "student", "LoRA adapter"
+            )
         if (folder / "denoising_unet.pth").is_file():
             from cosec.models.champ_release import load_champ
 
@@ -68,6 +75,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu", dtype: str = "fp32"
         raise AnimateError(str(err).splitlines()[0]) from None
     raise AnimateError(
         f"{folder}: not a model folder (a cosec checkpoint has {CONFIG_NAME} + {WEIGHTS_NAME}, "
+        "a LoRA adapter adapter_config.json + adapter_model.safetensors, "
         "a Champ release denoising_unet.pth and the other released files)"
     )
 

@@ -46,8 +46,8 @@ class PhaseConfig:
     trainable: Trainable = "all"  # "all" student D-UNet weights, or only its "motion" modules
 
     def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ValueError(f"PhaseConfig: steps must be >= 0, got {self.steps}")
+        if self.steps < 1:  # 0 would ship the teacher's weights as a distilled student
+            raise ValueError(f"PhaseConfig: steps must be >= 1, got {self.steps}")
         for name in ("eta_weight", "cons_weight", "tmp_weight", "w"):
             if getattr(self, name) < 0:
                 raise ValueError(f"PhaseConfig: {name} must be >= 0, got {getattr(self, name)}")
@@ -86,9 +86,14 @@ class LoraSettings:
     rank: int | None = None
     alpha: float | None = None
     target_modules: tuple[str, ...] = LCM_LORA_TARGETS
+    # what the phase stages write to their out folder: "merged" (a plain Champ folder with the adapter merged,
+    # and the adapter files beside it) or "adapter" (the adapter alone; loaders merge it into the teacher)
+    ship: Literal["merged", "adapter"] = "merged"
 
     def __post_init__(self) -> None:
         self.target_modules = tuple(self.target_modules)
+        if self.ship not in ("merged", "adapter"):
+            raise ValueError(f"LoraSettings: ship must be 'merged' or 'adapter', got {self.ship!r}")
         if self.rank is not None and self.rank < 1:
             raise ValueError(f"LoraSettings: rank must be >= 1 or None, got {self.rank}")
         if self.alpha is not None and self.alpha <= 0:

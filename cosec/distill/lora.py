@@ -255,7 +255,10 @@ def save_adapter(
         "alpha": float(alpha),
         "target_modules": list(target_modules),
         "motion_modules": bool(motion_modules),
-        "base_model": None if base_model is None else str(Path(base_model).resolve()),
+        # relative to the adapter folder, so a copied or cloned tree (adapter beside its base) still loads
+        "base_model": None
+        if base_model is None
+        else os.path.relpath(Path(base_model).resolve(), directory.resolve()),
     }
     write_json(directory / ADAPTER_CONFIG, meta)
     return directory
@@ -289,14 +292,15 @@ def load_lora_student(
     device="cpu",
     dtype: torch.dtype | None = None,
 ) -> ChampModel:
-    """A plain ChampModel: the base Champ folder (``base_dir``, else the one the adapter records) with the
-    adapter merged into its D-UNet on load."""
+    """A plain ChampModel: the base Champ folder (``base_dir``, else the one the adapter records, relative to
+    the adapter folder) with the adapter merged into its D-UNet on load. Its ``role`` is "student"."""
     from cosec.models import ChampModel
 
     meta, adapter = load_adapter(adapter_dir)
-    base_dir = base_dir if base_dir is not None else meta.get("base_model")
     if base_dir is None:
-        raise ChampCheckpointError(f"{adapter_dir}: the adapter records no base model; pass base_dir")
+        if meta.get("base_model") is None:
+            raise ChampCheckpointError(f"{adapter_dir}: the adapter records no base model; pass base_dir")
+        base_dir = Path(adapter_dir) / meta["base_model"]  # relative to the adapter folder (absolute: as is)
     model = ChampModel.from_pretrained(base_dir)
     unet = model.denoising_unet
     if meta["motion_modules"] and not unet.has_motion_modules:
@@ -308,4 +312,17 @@ def load_lora_student(
     with torch.no_grad():
         unet.load_state_dict(merged, strict=True)
     model = model.to(device)
+    model.role = "student"
     return (model.to(dtype) if dtype is not None else model).eval()
+
+
+def load_student(folder: str | os.PathLike, device="cpu", dtype: torch.dtype | None = None) -> ChampModel:
+    """A distilled student folder of either kind: a Champ folder (a full or merged LoRA student, loaded as it
+    is), or a LoRA adapter folder alone (merged into the base it records)."""
+    from cosec.models import ChampModel
+    from cosec.models.checkpoint import CONFIG_NAME
+
+    folder = Path(folder)
+    if is_adapter_folder(folder) and not (folder / CONFIG_NAME).is_file():
+        return load_lora_student(folder, device=device, dtype=dtype)
+    return ChampModel.from_pretrained(folder, device=device, dtype=dtype)

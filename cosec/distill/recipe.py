@@ -82,9 +82,11 @@ def run_phase(
     student_init: dict | None = None,
     tracker: Tracker | None = None,
 ) -> ReferenceLCM:
-    """Distil phase 1 (frames) or 2 (clips) and return the ReferenceLCM (``lcd.shipped()`` = the model to save)."""
+    """Distil phase 1 (frames) or 2 (clips) and return the ReferenceLCM (``lcd.shipped()`` = the model to save;
+    ``lcd.train_result``: the loop's TrainResult, None for a phase of 0 steps)."""
     teacher = teacher.to(distributed.device())
     lcd = ReferenceLCM(teacher, cfg, student_init=student_init)
+    lcd.train_result = None
     pcfg = cfg.phase(phase)
     data_seed = distributed.rank_seed(cfg.seed)  # each Ray worker draws its own groups
     res = teacher.config.resolution
@@ -130,9 +132,10 @@ def run_phase(
             clip_grad_norm=cfg.max_grad_norm,
             seed=cfg.seed,
             desc=f"phase{phase}",
+            optimizer=cfg.optimizer,
             **train_config,
         )
-        train(
+        lcd.train_result = train(
             step_fn,
             stream,
             lcd.trainable_parameters(phase),
@@ -151,18 +154,20 @@ def distill_phase(
     run: RunConfig,
     tracker: Tracker | None = None,
     **kwargs,
-) -> dict[str, torch.Tensor]:
-    """run_phase in this process or on Ray Train workers (as ``run`` says); the shipped D-UNet's state dict.
+) -> dict:
+    """run_phase in this process or on Ray Train workers (as ``run`` says).
 
-    The teacher and the phase-2 starting student are loaded from their folders by every worker.
-    ``kwargs`` are run_phase's (phase, cfg, data_root, index, work_dir, batch_size, ...);
+    Returns ``{"state": the shipped (for LoRA: merged) D-UNet state dict, "adapter": the LoRA adapter folder
+    or None, "resumed_from": the step the last attempt started from (> 0 after a resume or a restart)}``.
+    The teacher and the phase-2 starting student (a model folder, or a LoRA adapter folder) are loaded by
+    every worker. ``kwargs`` are run_phase's (phase, cfg, data_root, index, work_dir, batch_size, ...);
     ``train_config`` comes from ``run``.
     """
     work = Path(kwargs["work_dir"]).resolve()
     payload = {
         "teacher": str(Path(teacher_dir).resolve()),
         "init": str(Path(init_dir).resolve()) if init_dir else None,
-        # absolute paths: Ray workers run in their own working folder
+        # absolute paths: Ray workers run in their own working folder (on a cluster: shared storage)
         "kwargs": {
             **kwargs,
             "data_root": str(Path(kwargs["data_root"]).resolve()),
@@ -170,18 +175,65 @@ def distill_phase(
             "train_config": run.loop_settings(),
         },
     }
-    result = distributed.launch(_phase_worker, payload, run, work, f"phase{kwargs['phase']}", tracker)
-    return torch.load(result["student"], map_location="cpu", weights_only=True)
+    # the Ray run's name is the work folder's: unique in a storage_path shared by many runs
+    result = distributed.launch(_phase_worker, payload, run, work, work.name, tracker)
+    state = torch.load(result["student"], map_location="cpu", weights_only=True)
+    return {
+        "state": state,
+        "adapter": result.get("adapter"),
+        "resumed_from": int(result.get("resumed_from", 0)),
+    }
+
+
+def _require(path: str | None, what: str) -> None:
+    """A worker on another machine sees only what shared storage gives it: say so instead of a bare OSError."""
+    if path is not None and not Path(path).exists():
+        import socket
+
+        raise FileNotFoundError(
+            f"{what} {path} does not exist on node {socket.gethostname()}: on a Ray cluster of several "
+            "machines every input and the run folder must be on storage mounted at the same path on every node"
+        )
+
+
+def student_init_state(init: str, teacher: str, cfg: DistillConfig) -> dict[str, torch.Tensor]:
+    """The phase-2 starting student from ``init`` (phase 1's output): a LoRA student starts from phase 1's
+    adapter; a full student from phase 1's D-UNet (a merged folder, or an adapter merged into the teacher)."""
+    from . import lora
+
+    has_adapter = lora.is_adapter_folder(init)
+    if cfg.student == "lora":
+        if not has_adapter:
+            raise ValueError(
+                f"{init}: a student: lora phase 2 starts from phase 1's LoRA adapter ({lora.ADAPTER_CONFIG}), "
+                "this folder has none: run phase 1 with distill.student: lora, or phase 2 with student: full"
+            )
+        return lora.load_adapter(init)[1]
+    from cosec.models.checkpoint import CONFIG_NAME
+
+    if has_adapter and not (Path(init) / CONFIG_NAME).is_file():  # adapter only: merge into the teacher
+        return lora.load_lora_student(init, base_dir=teacher).denoising_unet.state_dict()
+    return ChampModel.from_pretrained(init).denoising_unet.state_dict()
 
 
 def _phase_worker(payload: dict, tracker: Tracker | None) -> dict:
+    kw = payload["kwargs"]
+    _require(payload["teacher"], "teacher folder")
+    _require(payload["init"], "phase-2 starting folder")
+    _require(kw["data_root"], "data root")
     teacher = ChampModel.from_pretrained(payload["teacher"])
-    init = (
-        ChampModel.from_pretrained(payload["init"]).denoising_unet.state_dict() if payload["init"] else None
-    )
-    lcd = run_phase(teacher=teacher, student_init=init, tracker=tracker, **payload["kwargs"])
-    out = Path(payload["kwargs"]["work_dir"]) / "student.pt"
+    init = student_init_state(payload["init"], payload["teacher"], kw["cfg"]) if payload["init"] else None
+    lcd = run_phase(teacher=teacher, student_init=init, tracker=tracker, **kw)
+    work = Path(kw["work_dir"])
+    out = work / "student.pt"
+    result = {
+        "student": str(out),
+        "resumed_from": lcd.train_result.resumed_from if lcd.train_result else 0,
+        "adapter": str(work / "adapter") if lcd.is_lora else None,
+    }
     if distributed.rank() == 0:
         state = {k: v.cpu() for k, v in lcd.shipped().state_dict().items()}
         atomic_write(out, lambda tmp: torch.save(state, tmp))
-    return {"student": str(out)}
+        if lcd.is_lora:
+            lcd.save_adapter(result["adapter"], base_model=payload["teacher"])
+    return result

@@ -44,13 +44,13 @@ def distill(
     out = out or stage.out
     init = init if init is not None else stage.init
     inputs = [p for p in (stage.teacher, init, common.index) if p]
+    # where Ray runs (cluster address, storage, restarts) is not part of the work folder's key
+    keyed = {**to_dict(common), "run": common.run.identity()}
     work = work_dir(
-        f"{variant}/{name}",
-        {"distill": to_dict(cfg), "stage": to_dict(stage), "common": to_dict(common)},
-        inputs,
+        f"{variant}/{name}", {"distill": to_dict(cfg), "stage": to_dict(stage), "common": keyed}, inputs
     )
     d = stage.data
-    state = distill_phase(
+    result = distill_phase(
         stage.teacher,
         init,
         common.run,
@@ -66,11 +66,25 @@ def distill(
         window=d.window,
         num_frames=d.num_frames,
     )
-    student = ChampModel.from_pretrained(stage.teacher)  # fresh fp32 copy of the frozen parts
-    student.denoising_unet.load_state_dict(state)
-    student.save_pretrained(out, role="student")
-    print(f"{name} ({variant}) written to {out}")
+    ship = cfg.lora.ship if cfg.student == "lora" else "merged"
+    if ship == "merged":  # a plain Champ folder (for LoRA: the adapter merged), loadable everywhere
+        student = ChampModel.from_pretrained(stage.teacher)  # fresh fp32 copy of the frozen parts
+        student.denoising_unet.load_state_dict(result["state"])
+        student.save_pretrained(out, role="student")
+    if result["adapter"]:  # beside the merged weights (phase 2 starts from it), or alone
+        write_adapter(result["adapter"], out, stage.teacher)
+    resumed = f" (resumed from step {result['resumed_from']})" if result["resumed_from"] else ""
+    print(f"{name} ({variant}) written to {out}{resumed}")
     return out
+
+
+def write_adapter(source: str, out: str, teacher: str) -> None:
+    """Copy the run's LoRA adapter into ``out``, recording the teacher folder as its base (relative to out)."""
+    from cosec.distill import lora
+
+    meta, adapter = lora.load_adapter(source)
+    lora.save_adapter(out, adapter, meta["rank"], meta["alpha"], meta["target_modules"], meta["motion_modules"],
+                      base_model=teacher)  # fmt: skip
 
 
 def logged(params: Params, phase: int, loss_overrides: dict | None = None) -> dict:

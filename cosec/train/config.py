@@ -21,6 +21,14 @@ class RunConfig:
     log_every: Annotated[int, Range(ge=1)] = 10
     mixed_precision: Literal["bf16", "no"] = "bf16"  # autocast on GPU only
     progress: bool = True
+    # an existing Ray cluster to join ("10.0.0.1:6379", "auto"); null: the RAY_ADDRESS variable, else a
+    # private single-node Ray on 127.0.0.1
+    ray_address: str | None = None
+    # where Ray Train keeps checkpoints and results (a folder every node mounts at the same path, or a
+    # URI Ray supports); null: <the stage's run folder>/ray
+    storage_path: str | None = None
+    # restarts of the worker group after a lost worker or node, from the last checkpoint (-1: unlimited)
+    max_failures: Annotated[int, Range(ge=-1)] = 0
 
     @property
     def distributed(self) -> bool:
@@ -35,6 +43,20 @@ class RunConfig:
             "log_every": self.log_every,
             "mixed_precision": self.mixed_precision,
             "progress": self.progress,
+        }
+
+    def cluster_address(self) -> str | None:
+        """The Ray cluster to join: ``ray_address``, else the RAY_ADDRESS variable, else None (a private Ray)."""
+        import os
+
+        return self.ray_address or os.environ.get("RAY_ADDRESS") or None
+
+    def identity(self) -> dict:
+        """The fields that change what is trained (not where it runs): what work-folder keys may hold."""
+        from dataclasses import asdict
+
+        return {
+            k: v for k, v in asdict(self).items() if k not in ("ray_address", "storage_path", "max_failures")
         }
 
 

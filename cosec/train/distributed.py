@@ -6,13 +6,17 @@ torch.distributed, averages gradients across ranks and writes its checkpoint fil
 so an in-process run and a Ray run resume from the same files. `launch` is the one entry point the
 training recipes use: a worker function, its payload and the run settings.
 
-Ray binds loopback only: `ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1")`.
+Without a cluster address Ray binds loopback only: `ray.init(address="local", include_dashboard=False,
+_node_ip_address="127.0.0.1")`; with one (`RunConfig.ray_address` or RAY_ADDRESS) the driver joins that
+cluster. Inside Ray Train the loop also reports every checkpoint to Ray (`report_checkpoint`) and resumes
+from `reported_checkpoint()` after Ray restarts a lost worker group (`FailureConfig(max_failures)`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,10 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def _in_ray_worker() -> bool:
+def in_ray_train() -> bool:
+    """Whether this process is a Ray Train worker (inside ``TorchTrainer``'s training function)."""
+    if "ray.train" not in sys.modules:  # a Ray Train worker has imported it; saves the import elsewhere
+        return False
     try:
         import ray.train
 
@@ -43,7 +50,7 @@ def _in_ray_worker() -> bool:
 
 def device() -> torch.device:
     """The worker's device: Ray's assignment inside Ray Train, else CUDA if present, else CPU."""
-    if _in_ray_worker():
+    if in_ray_train():
         import ray.train.torch
 
         return ray.train.torch.get_device()
@@ -73,6 +80,26 @@ def init_ray_local(num_cpus: int | None = None) -> None:
         )
 
 
+def _is_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rsplit(":", 1)[0]
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def init_ray(address: str | None = None) -> None:
+    """Join the Ray cluster at ``address`` (``ray start --head`` printed it; "auto" finds a local one), or
+    start a private single-node Ray on 127.0.0.1 when it is None."""
+    import ray
+
+    if address is None:
+        init_ray_local()
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return
+    extra = {"_node_ip_address": "127.0.0.1"} if _is_loopback(address) else {}  # driver on the cluster's lo
+    ray.init(address=address, log_to_driver=True, configure_logging=False, **extra)
+
+
 def _ray_worker(payload: dict[str, Any]) -> None:
     import tempfile
 
@@ -83,10 +110,17 @@ def _ray_worker(payload: dict[str, Any]) -> None:
     # every worker must call report once.
     if ray.train.get_context().get_world_rank() == 0:
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "result.json").write_text(json.dumps(result, default=str))
-            ray.train.report(dict(result), checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            (Path(tmp) / RESULT_FILE).write_text(json.dumps(result, default=str))
+            ray.train.report(
+                dict(result),
+                checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                checkpoint_dir_name=RESULT_DIR,
+            )
     else:
-        ray.train.report({})
+        ray.train.report({}, checkpoint_dir_name=RESULT_DIR)
+
+
+RESULT_FILE, RESULT_DIR = "result.json", "result"
 
 
 def run(
@@ -96,10 +130,17 @@ def run(
     use_gpu: bool = False,
     storage_path: str | Path | None = None,
     name: str = "cosec-train",
+    address: str | None = None,
+    max_failures: int = 0,
+    keep_checkpoints: int | None = None,
 ) -> dict[str, Any]:
     """Run loop_fn(config) in this process (1 worker, no GPU) or on num_workers Ray Train workers.
 
-    Returns the dict loop_fn returned (rank 0's, via Ray's result metrics in the Ray case).
+    ``address``: the Ray cluster to join (None: a private one on 127.0.0.1). ``storage_path``: where Ray
+    Train persists the checkpoints the loop reports (shared by every node on a cluster).
+    ``max_failures``: how often a lost worker restarts the worker group from the last reported
+    checkpoint (``ray.train.FailureConfig``). A rerun with the same ``name`` and ``storage_path`` goes on
+    from the run Ray recorded there. Returns the dict loop_fn returned (rank 0's, via Ray's result).
     """
     if num_workers < 1:
         raise ValueError(f"num_workers must be >= 1, got {num_workers}")
@@ -108,20 +149,78 @@ def run(
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    init_ray_local()
+    init_ray(address)
     trainer = TorchTrainer(
         _ray_worker,
         train_loop_config={"loop_fn": loop_fn, "config": config},
         scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
-        run_config=ray.train.RunConfig(name=name, storage_path=str(storage_path) if storage_path else None),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=str(storage_path) if storage_path else None,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            # the loop's newest checkpoints and the final result beside them
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=keep_checkpoints + 1 if keep_checkpoints else None
+            ),
+        ),
     )
     result = trainer.fit()
     if result.error is not None:
-        raise RuntimeError(f"Ray Train run {name!r} failed: {result.error}") from result.error
+        raise _worker_error(result.error) or RuntimeError(
+            f"Ray Train run {name!r} failed: {result.error}"
+        ) from result.error
     if result.checkpoint is None:
         raise RuntimeError(f"Ray Train run {name!r} finished without rank 0's result")
     with result.checkpoint.as_directory() as folder:
-        return json.loads((Path(folder) / "result.json").read_text())
+        found = Path(folder) / RESULT_FILE
+        if not found.is_file():
+            raise RuntimeError(f"Ray Train run {name!r}: its last checkpoint {folder} holds no {RESULT_FILE}")
+        return json.loads(found.read_text())
+
+
+def _worker_error(error: BaseException) -> BaseException | None:
+    """The lowest rank's own exception (a NonFiniteLossError, a bad checkpoint) out of Ray's wrapper, so
+    the stage reports it as it would in process; None for Ray's own failures (a lost node)."""
+    failures = getattr(error, "worker_failures", None) or {}
+    for rank_ in sorted(failures):
+        cause = getattr(failures[rank_], "cause", None) or failures[rank_]
+        if isinstance(cause, Exception) and not type(cause).__module__.startswith("ray."):
+            return cause
+    return None
+
+
+# ---------------------------------------------------------------- checkpoints through Ray Train
+
+
+def report_checkpoint(files: list[Path], step: int, metrics: dict[str, float]) -> None:
+    """Inside Ray Train: hand this rank's checkpoint files of ``step`` to Ray (every rank calls it at the
+    same steps: report is a barrier). Ray merges the ranks' files into one checkpoint folder in storage."""
+    import shutil
+    import tempfile
+
+    import ray.train
+
+    with tempfile.TemporaryDirectory(prefix="cosec-ckpt-") as tmp:
+        for f in files:
+            try:  # a hard link costs nothing; another file system needs a copy
+                os.link(f, Path(tmp) / f.name)
+            except OSError:
+                shutil.copy2(f, Path(tmp) / f.name)
+        ray.train.report(
+            {"step": step, **metrics},
+            checkpoint=ray.train.Checkpoint.from_directory(tmp),
+            checkpoint_dir_name=f"checkpoint-{step:08d}",
+        )
+
+
+def reported_checkpoint():
+    """The last checkpoint this Ray Train run reported (after a restart, or a rerun Ray restored), or None;
+    outside Ray Train always None."""
+    if not in_ray_train():
+        return None
+    import ray.train
+
+    return ray.train.get_checkpoint()
 
 
 def _launched(payload: dict[str, Any]) -> dict[str, Any]:
@@ -141,17 +240,24 @@ def launch(
 ) -> dict[str, Any]:
     """``worker(payload, tracker)`` in this process, or on Ray Train workers when ``run_config.distributed``.
 
-    Paths in ``payload`` must already be absolute (Ray workers run in their own folder); the worker
-    returns a small dict (file paths) that rank 0 fills. Ray's own files go under ``work_dir/ray``.
+    Paths in ``payload`` must already be absolute (Ray workers run in their own folder) and, on a cluster
+    of several machines, exist on every node (shared storage mounted at the same path); the worker
+    returns a small dict (file paths) that rank 0 fills. Ray Train's checkpoints and results go to
+    ``run_config.storage_path``, else ``work_dir/ray``; ``name`` names the run there (a rerun with the same
+    name goes on from it), so it must be unique per work folder.
     """
     if not run_config.distributed:
         return dict(worker(payload, tracker) or {})
     spec = tracker.spec() if hasattr(tracker, "spec") else None
+    storage = run_config.storage_path or Path(work_dir).resolve() / "ray"
     return run(
         _launched,
         {"worker": worker, "payload": payload, "tracker": spec},
         num_workers=run_config.num_workers,
         use_gpu=run_config.use_gpu,
-        storage_path=Path(work_dir).resolve() / "ray",
+        storage_path=storage,
         name=name,
+        address=run_config.cluster_address(),
+        max_failures=run_config.max_failures,
+        keep_checkpoints=run_config.keep_last,
     )

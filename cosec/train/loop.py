@@ -28,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import cosec.train.checkpoint as ckpt
+from cosec.train import distributed
 from cosec.train.tracking import NullTracker, Tracker
 
 
@@ -37,9 +38,28 @@ class Stateful(Protocol):
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss (or the gradient norm) became NaN/inf; no checkpoint was written for this step."""
+    """The loss (or the gradient norm) became NaN/inf; no checkpoint was written for this step.
+
+    ``step`` is the optimiser step that failed (None when raised outside the loop) and ``checkpoint`` the
+    last good checkpoint file (None when there is none); the message names both, on one line.
+    """
+
+    def __init__(self, message: str, step: int | None = None, checkpoint: str | Path | None = None):
+        super().__init__(message)
+        self.step = step
+        self.checkpoint = None if checkpoint is None else str(checkpoint)
+
+    def __reduce__(self):  # keeps step and checkpoint across processes (Ray workers -> driver)
+        return (type(self), (self.args[0], self.step, self.checkpoint))
+
+    @classmethod
+    def at(cls, what: str, step: int, folder: Path) -> NonFiniteLossError:
+        last = ckpt.latest_checkpoint(folder)
+        where = f"the last good checkpoint is {last}" if last else f"no checkpoint in {folder} yet"
+        return cls(f"{what} at step {step}; {where} (nothing written for this step)", step, last)
 
 
+OPTIMIZERS = ("adamw", "adamw8bit")
 StepOutput = torch.Tensor | tuple[torch.Tensor, Mapping[str, torch.Tensor | float]]
 Callback = Callable[[int, dict[str, float]], None]
 
@@ -53,6 +73,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     grad_accum: int = 1  # micro-batches per optimiser step
+    optimizer: str = "adamw"  # "adamw", or "adamw8bit": bitsandbytes' 8-bit AdamW (CUDA parameters only)
     clip_grad_norm: float | None = 1.0  # None: no clipping
     mixed_precision: str = "bf16"  # "bf16": autocast on CUDA (no-op on CPU); "no": fp32
     checkpoint_every: int = 100
@@ -68,6 +89,8 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig: max_steps, grad_accum, checkpoint_every, keep_last must be >= 1: {self}"
             )
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.mixed_precision not in ("bf16", "no"):
             raise ValueError(
                 f"TrainConfig.mixed_precision must be 'bf16' or 'no', got {self.mixed_precision!r}"
@@ -93,6 +116,27 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def make_optimizer(params: list, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, or bitsandbytes' 8-bit AdamW (its state in 8 bits: a quarter of AdamW's memory), CUDA only."""
+    kwargs = dict(lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, **kwargs)
+    flat = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    off_gpu = sorted({str(t.device) for t in flat if t.device.type != "cuda"})
+    if off_gpu:
+        raise ValueError(
+            f"optimizer 'adamw8bit' (bitsandbytes) needs the trainable weights on CUDA, they are on {off_gpu}; "
+            "use optimizer: adamw on CPU"
+        )
+    try:
+        import bitsandbytes as bnb
+    except ImportError as err:
+        raise ImportError(
+            f"optimizer 'adamw8bit' needs bitsandbytes: pip install 'cosec-lcd[cuda]' ({err})"
+        ) from err
+    return bnb.optim.AdamW8bit(params, **kwargs)
+
+
 def _split(out: StepOutput) -> tuple[torch.Tensor, dict[str, float]]:
     if isinstance(out, tuple):
         loss, parts = out
@@ -116,9 +160,7 @@ class Trainer:
         self.params = list(params)
         if not self.params:
             raise ValueError("Trainer: no parameters to optimise")
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay
-        )
+        self.optimizer = make_optimizer(self.params, config)
         self.state = dict(state or {})
         if "optimizer" in self.state:
             raise ValueError("Trainer: state key 'optimizer' is reserved")
@@ -136,12 +178,21 @@ class Trainer:
             out.extend(p["params"] if isinstance(p, dict) else [p])
         return out
 
-    def save(self) -> Path | None:
+    def save(self, logs: Mapping[str, float] | None = None) -> Path | None:
+        """Write this step's checkpoint; inside Ray Train also report it to Ray (every rank its files).
+
+        Ranks > 0 write their RNG files first and rank 0 the main file after a barrier, so a main file on
+        disk means the whole checkpoint is there."""
         folder = self.config.checkpoint_dir
+        mine = []
         if self.rank > 0:
-            ckpt.atomic_save(
-                ckpt.rng_state(self.generators), ckpt.rank_rng_path(folder, self.step, self.rank)
+            mine.append(
+                ckpt.atomic_save(
+                    ckpt.rng_state(self.generators), ckpt.rank_rng_path(folder, self.step, self.rank)
+                )
             )
+        if self.world_size > 1:
+            dist.barrier()
         path = None
         if self.rank == 0:
             blob = {
@@ -153,10 +204,34 @@ class Trainer:
                 "world_size": self.world_size,
             }
             path = ckpt.atomic_save(blob, ckpt.checkpoint_path(folder, self.step))
+            mine.append(path)
             ckpt.prune(folder, self.config.keep_last)
-        if self.world_size > 1:
+        if distributed.in_ray_train():
+            distributed.report_checkpoint(mine, self.step, dict(logs or {}))  # a barrier too
+        elif self.world_size > 1:
             dist.barrier()
         return path
+
+    def _resume_point(self, stack: contextlib.ExitStack) -> Path | None:
+        """The checkpoint to resume from: the newest step every rank can load, from the run folder or from
+        the checkpoint Ray Train restored (after a lost worker, or on another node whose run folder is empty)."""
+        cfg = self.config
+        folders = [cfg.checkpoint_dir]
+        reported = distributed.reported_checkpoint()
+        if reported is not None:
+            folders.append(Path(stack.enter_context(reported.as_directory())))
+        usable: dict[int, Path] = {}
+        for folder in folders:
+            for step, path in ckpt.list_checkpoints(folder):
+                own = self.rank == 0 or ckpt.rank_rng_path(folder, step, self.rank).is_file()
+                if step <= cfg.max_steps and own:
+                    usable.setdefault(step, path)
+        steps = set(usable)
+        if self.world_size > 1:
+            everyone: list[Any] = [None] * self.world_size
+            dist.all_gather_object(everyone, sorted(steps))
+            steps = set.intersection(*(set(s) for s in everyone))
+        return usable[max(steps)] if steps else None
 
     def load(self, path: Path) -> int:
         blob = ckpt.load_checkpoint(path)
@@ -231,11 +306,12 @@ class Trainer:
     def fit(self, data: Iterable | Callable[[int], Iterator]) -> TrainResult:
         cfg = self.config
         # a longer run continues from the newest checkpoint; one shorter than that restarts from an earlier one
-        latest = ckpt.latest_checkpoint(cfg.checkpoint_dir, max_step=cfg.max_steps) if cfg.resume else None
-        if latest is not None:
-            self.load(latest)
-        else:
-            ckpt.seed_everything(cfg.seed + self.rank)
+        with contextlib.ExitStack() as stack:
+            latest = self._resume_point(stack) if cfg.resume else None
+            if latest is not None:
+                self.load(latest)
+            else:
+                ckpt.seed_everything(cfg.seed + self.rank)
         if self.world_size > 1:
             self._broadcast_parameters()
         resumed_from = self.step
@@ -263,7 +339,7 @@ class Trainer:
                 if self.rank == 0 and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
                     self.tracker.log_metrics(logs, step=self.step)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps:
-                    self.save()
+                    self.save(logs)
         finally:
             bar.close()
         result.step = self.step
@@ -281,15 +357,20 @@ class Trainer:
                 raise RuntimeError(
                     f"training data ran out at step {self.step + 1} of {cfg.max_steps}"
                 ) from None
-            with self._autocast():
-                loss, parts = _split(self.step_fn(batch))
+            try:
+                with self._autocast():
+                    loss, parts = _split(self.step_fn(batch))
+            except (
+                NonFiniteLossError
+            ) as err:  # raised inside the step (ReferenceLCM): add step and checkpoint
+                if err.step is not None:
+                    raise
+                raise NonFiniteLossError.at(str(err), self.step + 1, cfg.checkpoint_dir) from None
             if loss.ndim != 0:
                 raise ValueError(f"step_fn must return a scalar loss, got shape {tuple(loss.shape)}")
             if not self._all_finite(loss):
-                raise NonFiniteLossError(
-                    f"non-finite loss {float(loss.detach())} at step {self.step + 1} (components {parts}); "
-                    f"the last good checkpoint is {ckpt.latest_checkpoint(cfg.checkpoint_dir)}"
-                )
+                what = f"non-finite loss {float(loss.detach())} (components {parts})"
+                raise NonFiniteLossError.at(what, self.step + 1, cfg.checkpoint_dir)
             # Gradients of the mean over micro-batches: each micro loss is scaled by 1/grad_accum.
             (loss / cfg.grad_accum).backward()
             sums["loss"] += float(loss.detach()) / cfg.grad_accum
@@ -301,10 +382,8 @@ class Trainer:
         max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
         if not self._all_finite(grad_norm):
-            raise NonFiniteLossError(
-                f"non-finite gradient norm at step {self.step + 1}; last good checkpoint is "
-                f"{ckpt.latest_checkpoint(cfg.checkpoint_dir)}"
-            )
+            what = f"non-finite gradient norm {float(grad_norm)}"
+            raise NonFiniteLossError.at(what, self.step + 1, cfg.checkpoint_dir)
         self.optimizer.step()
         sums["grad_norm"] = float(grad_norm)
         sums["lr"] = float(self.optimizer.param_groups[0]["lr"])
