@@ -192,15 +192,22 @@ def _worker_error(error: BaseException) -> BaseException | None:
 # ---------------------------------------------------------------- checkpoints through Ray Train
 
 
-def report_checkpoint(files: list[Path], step: int, metrics: dict[str, float]) -> None:
+FIT_FILE = "cosec-fit.txt"  # names the training a reported checkpoint belongs to
+
+
+def report_checkpoint(files: list[Path], step: int, metrics: dict[str, float], fit: str) -> None:
     """Inside Ray Train: hand this rank's checkpoint files of ``step`` to Ray (every rank calls it at the
-    same steps: report is a barrier). Ray merges the ranks' files into one checkpoint folder in storage."""
+    same steps: report is a barrier). Ray merges the ranks' files into one checkpoint folder in storage.
+
+    ``fit`` names the training they belong to: one Ray run may train several parts in turn (the teacher's
+    VAE, stage 1, stage 2), and Ray hands back the run's last checkpoint whichever part reported it."""
     import shutil
     import tempfile
 
     import ray.train
 
     with tempfile.TemporaryDirectory(prefix="cosec-ckpt-") as tmp:
+        (Path(tmp) / FIT_FILE).write_text(fit)
         for f in files:
             try:  # a hard link costs nothing; another file system needs a copy
                 os.link(f, Path(tmp) / f.name)
@@ -213,14 +220,20 @@ def report_checkpoint(files: list[Path], step: int, metrics: dict[str, float]) -
         )
 
 
-def reported_checkpoint():
-    """The last checkpoint this Ray Train run reported (after a restart, or a rerun Ray restored), or None;
-    outside Ray Train always None."""
+def reported_checkpoint_folder(stack, fit: str) -> Path | None:
+    """The folder of the last checkpoint this Ray Train run reported for ``fit`` (after a restart, or a
+    rerun Ray restored), opened in ``stack``; None outside Ray Train, when there is none, or when the last
+    one belongs to another part of the run."""
     if not in_ray_train():
         return None
     import ray.train
 
-    return ray.train.get_checkpoint()
+    reported = ray.train.get_checkpoint()
+    if reported is None:
+        return None
+    folder = Path(stack.enter_context(reported.as_directory()))
+    tag = folder / FIT_FILE
+    return folder if tag.is_file() and tag.read_text() == fit else None
 
 
 def _launched(payload: dict[str, Any]) -> dict[str, Any]:

@@ -207,19 +207,23 @@ class Trainer:
             mine.append(path)
             ckpt.prune(folder, self.config.keep_last)
         if distributed.in_ray_train():
-            distributed.report_checkpoint(mine, self.step, dict(logs or {}))  # a barrier too
+            distributed.report_checkpoint(mine, self.step, dict(logs or {}), self._fit_name())  # a barrier
         elif self.world_size > 1:
             dist.barrier()
         return path
+
+    def _fit_name(self) -> str:
+        """This training among the parts one Ray run may train in turn: its run folder's name."""
+        return Path(self.config.out_dir).name
 
     def _resume_point(self, stack: contextlib.ExitStack) -> Path | None:
         """The checkpoint to resume from: the newest step every rank can load, from the run folder or from
         the checkpoint Ray Train restored (after a lost worker, or on another node whose run folder is empty)."""
         cfg = self.config
         folders = [cfg.checkpoint_dir]
-        reported = distributed.reported_checkpoint()
+        reported = distributed.reported_checkpoint_folder(stack, self._fit_name())
         if reported is not None:
-            folders.append(Path(stack.enter_context(reported.as_directory())))
+            folders.append(reported)
         usable: dict[int, Path] = {}
         for folder in folders:
             for step, path in ckpt.list_checkpoints(folder):
@@ -241,7 +245,13 @@ class Trainer:
                 f"{path}: checkpoint has no state for {sorted(missing)} (has {sorted(blob['state'])})"
             )
         for name, obj in self.state.items():
-            obj.load_state_dict(blob["state"][name])
+            try:
+                obj.load_state_dict(blob["state"][name])
+            except RuntimeError as err:  # torch lists every key: say which file and how much differs
+                first = str(err).strip().splitlines()[0][:200]
+                raise ckpt.TrainCheckpointError(
+                    f"{path}: its state {name!r} does not fit this training's model ({first}...)"
+                ) from None
         self.optimizer.load_state_dict(blob["optimizer"])
         rng = blob["rng"]
         if self.rank:

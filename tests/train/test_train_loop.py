@@ -213,3 +213,25 @@ def test_corrupt_checkpoint_is_named(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="ckpt-00000003.pt"):
         load_checkpoint(bad)
+
+
+def test_checkpoint_of_another_model_is_refused_in_one_line(tmp_path):
+    """A run folder holding another model's checkpoint (same state name, other keys) is a user error naming
+    the file, not torch's list of every key."""
+    from cosec.train.checkpoint import TrainCheckpointError
+
+    def fit(model, steps):
+        return train(
+            lambda batch: model(batch).pow(2).mean(),
+            lambda start: iter(lambda: torch.ones(2, 3), None),
+            model.parameters(),
+            TrainConfig(max_steps=steps, out_dir=str(tmp_path), progress=False),
+            state={"model": model},
+        )
+
+    fit(nn.Linear(3, 1), 2)
+    with pytest.raises(TrainCheckpointError) as err:
+        fit(nn.Sequential(nn.Linear(3, 2)), 4)
+    message = str(err.value)
+    assert "ckpt-00000002.pt: its state 'model' does not fit" in message
+    assert len(message) < 400 and "\n" not in message
