@@ -36,6 +36,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; honour the umask like open() does
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.filename is None and err.errno is not None:  # a full disk names no file: name the target
+            raise type(err)(err.errno, err.strerror, str(path)) from err
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

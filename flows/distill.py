@@ -3,18 +3,23 @@
 The flow holds no modelling logic: it asks DVC for the stages a target needs, in
 dependency order, and runs `dvc repro --single-item STAGE` for each, so DVC's cache still
 decides what actually reruns. Deployments (phase1, phase2, full, ablation) live in
-prefect.yaml at the project root.
+prefect.yaml at the project root. A stage that fails ends its task and the flow Failed with the
+stage's own error line as the state message (logged at ERROR), not with a traceback of the flow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import networkx as nx
 from prefect import flow, get_run_logger, task
+from prefect.states import Failed
 
 # what each deployment runs: the stages behind these targets (DVC addresses)
 TARGETS: dict[str, list[str]] = {
@@ -29,7 +34,8 @@ def stage_order(project_dir: str | Path, targets: list[str] | None) -> list[str]
     """Stage names needed for `targets` (all stages if None), dependencies first."""
     from dvc.repo import Repo
 
-    with Repo(str(project_dir)) as repo:
+    # DVC addresses stages relative to the working directory: name them as `dvc repro` in the project does
+    with contextlib.chdir(project_dir), Repo(str(project_dir)) as repo:
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
         by_name = {stage.addressing: stage for stage in graph.nodes}
         if targets is None:
@@ -66,37 +72,64 @@ def stage_env(base: dict | None = None) -> dict:
     return env
 
 
+# the one line a stage entry point prints for a user error (cosec/pipeline/entry.py), and DVC's own
+_STAGE_ERROR = re.compile(r"^[\w.@-]+: (error: |interrupted|stopped by signal)")
+_DVC_ERROR = re.compile(r"^ERROR: ")
+
+
+def failure_message(stage: str, returncode: int, lines: list[str]) -> str:
+    """What a failed stage said, for the task's and the flow's state: its error line, else DVC's."""
+    said = [ln for ln in lines if _STAGE_ERROR.match(ln)] or [ln for ln in lines if _DVC_ERROR.match(ln)]
+    detail = said[-1] if said else "no error line; see the log above"
+    return f"DVC stage {stage!r} failed (exit code {returncode}): {detail}"
+
+
 @task(name="dvc-stage", task_run_name="{stage}")
-def run_stage(stage: str, project_dir: str, force: bool = False) -> str:
+def run_stage(stage: str, project_dir: str, force: bool = False):
     logger = get_run_logger()
     cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage] + (["--force"] if force else [])
     logger.info("running %s in %s", " ".join(cmd[1:]), project_dir)
     env = stage_env()
+    lines: list[str] = []
     with subprocess.Popen(
         cmd, cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as proc:
         for line in proc.stdout:
             line = line.rstrip().rsplit("\r", 1)[-1]
             if line:
-                logger.info(line)
+                lines.append(line)
+                loud = _STAGE_ERROR.match(line) or _DVC_ERROR.match(line)
+                logger.log(logging.ERROR if loud else logging.INFO, line)
     if proc.returncode != 0:
-        raise RuntimeError(f"DVC stage {stage!r} failed with exit code {proc.returncode} (see the log above)")
+        return Failed(message=failure_message(stage, proc.returncode, lines))  # a state: no traceback
     return stage
 
 
 @flow(name="distill", log_prints=True)
 def distill(target: str = "phase2", project_dir: str = ".", force: bool = False) -> list[str]:
     """Run the DVC stages behind `target` (a deployment name from TARGETS, or a stage name)."""
+    logger = get_run_logger()
     targets = TARGETS[target] if target in TARGETS else [target]
     project_dir = str(Path(project_dir).resolve())
-    stages = stage_order(project_dir, targets)
-    get_run_logger().info("stages to run: %s", stages)
+    try:
+        stages = stage_order(project_dir, targets)
+    except ValueError as err:  # an unknown target
+        logger.error(str(err))
+        return Failed(message=str(err))
+    logger.info("stages to run: %s", stages)
     done = []
     for stage in stages:
         # force applies to the requested stages only: upstream stays cached
-        done.append(run_stage(stage, project_dir, force=force and stage.split("@")[0] in targets))
+        state = run_stage(
+            stage, project_dir, force=force and stage.split("@")[0] in targets, return_state=True
+        )
+        if state.is_failed():
+            logger.error(state.message)
+            return Failed(message=state.message)
+        done.append(state.result())
     return done
 
 
 if __name__ == "__main__":
-    distill(target=sys.argv[1] if len(sys.argv) > 1 else "phase2")
+    final = distill(target=sys.argv[1] if len(sys.argv) > 1 else "phase2", return_state=True)
+    sys.exit(0 if final.is_completed() else 1)

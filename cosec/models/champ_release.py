@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import warnings
 from collections.abc import Callable
@@ -172,6 +173,10 @@ def check_manifest(directory: str | os.PathLike, config: str | ModelConfig = "sd
     return results
 
 
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:200]
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A plain state dict from .pth/.bin (``weights_only=True``) or .safetensors; errors name the file."""
     path = Path(path)
@@ -183,7 +188,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, pickle with code, wrong format: report which file
-        raise ChampCheckpointError(f"{path}: cannot read state dict ({type(err).__name__}: {err})") from err
+        if isinstance(err, pickle.UnpicklingError) and "weights_only" in str(err):
+            why = (
+                "it holds Python objects besides tensors (a pickle that could run code); refused, nothing ran"
+            )
+        else:  # torch's own message for a text file is "KeyError: 101" (the byte 'e'): say what it means
+            why = f"not a PyTorch or safetensors weights file ({type(err).__name__}: {_first_line(err)})"
+        raise ChampCheckpointError(f"{path}: cannot read state dict: {why}; replace the file") from err
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
