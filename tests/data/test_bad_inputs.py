@@ -142,7 +142,9 @@ def test_ingest_video_without_fits_says_what_is_needed(tiny_data, tmp_path):
 def test_ingest_champ_layout_then_guidance_passes_it_through(tiny_data, tmp_path):
     src = _champ_copy(tiny_data, tmp_path, ("train_000_dance",))
     run_ingest(IngestConfig(source=str(src), out=str(tmp_path / "raw")), log=lambda *_: None)
-    run_frames(FramesConfig(raw=str(tmp_path / "raw"), out=str(tmp_path / "fr"), resolution=32), log=lambda *_: None)
+    run_frames(
+        FramesConfig(raw=str(tmp_path / "raw"), out=str(tmp_path / "fr"), resolution=32), log=lambda *_: None
+    )
     run_guidance(GuidanceConfig(frames=str(tmp_path / "fr"), out=str(tmp_path / "prep"),
                                 contact_sheets=str(tmp_path / "sheets")), log=lambda *_: None)  # fmt: skip
     a = tiny_data["root"] / "train" / "train_000_dance" / "semantic_map" / "0003.png"
