@@ -30,12 +30,20 @@ def run(params: Params) -> None:
     print(f"metrics written to {params.evaluate.out}/metrics.json")
 
 
+def load_students(paths: dict[str, str]) -> dict:
+    """Each student's D-UNet from its folder: a Champ folder (full, or LoRA merged) or a LoRA adapter alone
+    (merged into the base it records)."""
+    from cosec.distill.lora import load_student
+
+    return {name: load_student(path).denoising_unet for name, path in paths.items()}
+
+
 def _evaluate(params: Params, tracker) -> None:
     from PIL import Image
 
     common, cfg = params.common, params.evaluate
     teacher = ChampModel.from_pretrained(cfg.teacher)
-    students = {name: ChampModel.from_pretrained(path).denoising_unet for name, path in cfg.students.items()}
+    students = load_students(cfg.students)
     clips: dict[str, dict[str, np.ndarray]] = {}
     table, grids = run_evaluation(
         teacher,

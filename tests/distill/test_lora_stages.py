@@ -127,6 +127,11 @@ def test_phase2_starts_from_phase1_adapter_and_adapter_only_output_loads(data, t
     assert student.role == "student"
     for k, v in unet_state(expected).items():
         assert torch.equal(unet_state(student)[k], v), k
+    from cosec.pipeline.evaluate import load_students
+
+    (evaluated,) = load_students({"student": str(out)}).values()  # what the evaluate stage scores
+    for k, v in expected.denoising_unet.state_dict().items():
+        assert torch.equal(evaluated.state_dict()[k], v), k
     from cosec.animate.run import load_model
 
     loaded = load_model(out)
