@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import run
 
@@ -83,3 +84,34 @@ def test_deployment_phase2_runs_to_completed(smoke_project: Path, prefect_server
     ).stdout
     runs = json.loads(out)
     assert runs and runs[0]["state"]["type"] == "COMPLETED", runs
+
+    # a stage's user error ends the flow Failed with the stage's own line as the state message
+    params_path = smoke_project / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["phase2"]["loss"]["steps"] = 0  # refused by the phase2 stage: 0 steps would ship the teacher
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        run(prefect + ["deployment", "run", "distill/phase2"], smoke_project, env)
+        # the worker's own exit code does not follow the flow's state: the state is checked below
+        subprocess.run(
+            prefect + ["worker", "start", "--pool", "cosec-local", "--run-once"],
+            cwd=smoke_project,
+            env=plain,
+            capture_output=True,
+            timeout=600,
+        )
+    finally:
+        params_path.write_text(original)
+        # DVC removed phase2's outputs before the stage refused to run: they come back from the run cache
+        run([sys.executable, "-m", "dvc", "repro"], smoke_project, env)
+    out = run(
+        prefect + ["flow-run", "ls", "--flow-name", "distill", "--limit", "1", "--output", "json"],
+        smoke_project,
+        env,
+    ).stdout
+    (failed,) = json.loads(out)
+    assert failed["state"]["type"] == "FAILED", failed
+    assert "phase2: error: " in failed["state"]["message"], failed["state"]
+    assert "phase2.loss: PhaseConfig: steps must be >= 1, got 0" in failed["state"]["message"]
+    assert "Traceback" not in failed["state"]["message"]
