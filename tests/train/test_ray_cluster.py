@@ -6,7 +6,6 @@ an uninterrupted run's on the same cluster."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -18,11 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
+from tiny_project import write_tiny_split
 
 from cosec.train.checkpoint import list_checkpoints
 
@@ -32,24 +30,10 @@ STEPS, EVERY = 6, 2
 
 
 def _tiny_data(base: Path) -> None:
-    """3 videos of 2 sources x 6 frames (32 px noise), their index and a tiny teacher with motion modules."""
-    from cosec.data.config import IndexConfig
-    from cosec.data.index import build_index
-    from cosec.data.io import MAP_FOLDERS
+    """3 videos of 2 sources x 6 frames (32 px noise), their index and a tiny image-only teacher."""
     from cosec.models import ChampModel, ModelSize
 
-    rng = np.random.default_rng(0)
-    for v, source in (("vid_a", "src_a"), ("vid_b", "src_b"), ("vid_c", "src_a")):
-        folder = base / "prepared" / "train" / v
-        for m in MAP_FOLDERS:
-            (folder / m).mkdir(parents=True)
-            for k in range(6):
-                shape = (32, 32) + (() if m == "mask" else (3,))
-                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / m / f"{k:04d}.png")
-        (folder / "meta.json").write_text(json.dumps({"source_video": source}))
-    build_index(
-        IndexConfig(root=str(base / "prepared"), out=str(base / "index.parquet")), log=lambda *_: None
-    )
+    write_tiny_split(base)
     torch.manual_seed(0)
     ChampModel.build(ModelSize(resolution=32).build_config()).save_pretrained(base / "teacher")
 
