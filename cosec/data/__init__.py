@@ -1,0 +1,1 @@
+"""Data: decoding, guidance rendering, the frame index and the training/evaluation datasets."""

@@ -1,6 +1,6 @@
 """The paper's published numbers (CoSeC-LCD, Tables 1-5), shown beside ours and marked as published.
 
-Source: the paper's text (Tables 1-5, transcribed; /work/shared/paper and REFERENCE.md section 5). Each
+Source: the paper's text (Tables 1-5, transcribed; ../shared/paper and REFERENCE.md section 5). Each
 benchmark maps a table to its rows: (model name of metrics.json, steps, {metric: value}). Only the paper's
 own rows and its teacher's are kept (the other baselines of Tables 1-2 are not methods of this project).
 """

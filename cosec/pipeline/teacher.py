@@ -22,7 +22,11 @@ def run(params: Params) -> None:
     with tracked(common, "teacher", {"teacher": to_dict(cfg)}) as tracker:
         # the sub-stages key their own folders (cosec.teacher.recipe.part_dir): a longer stage 1 continues
         settings = {k: v for k, v in to_dict(cfg).items() if k not in PARTS}
-        work = work_dir("teacher", {"teacher": settings, "common": to_dict(common)}, [common.index])
+        keyed = {
+            **to_dict(common),
+            "run": common.run.identity(),
+        }  # where it runs does not change what is trained
+        work = work_dir("teacher", {"teacher": settings, "common": keyed}, [common.index])
         model = load_or_train_teacher(
             cfg,
             common.model,
