@@ -2,8 +2,8 @@
 
 Usage (after the data stages, e.g. `dvc repro index`):
   PYTHONPATH=. python bench/bench_vae.py --model models/teacher            # the shipped/trained teacher's VAE
-  PYTHONPATH=. python bench/bench_vae.py --train [--steps N] [--flip yes|no] [--permute 0.5] [--vae-channels 8,16,32]
-      [--latent-channels 8] [--mse 4 --l1 0.5 --grad 0.5] [--lr 1e-3] [--batch 16]
+  PYTHONPATH=. python bench/bench_vae.py --train [--steps N] [--flip yes|no] [--permute 0.5] [--hue 0.5]
+      [--vae-channels 8,16,32] [--latent-channels 8] [--mse 4 --l1 0.5 --grad 0.5] [--lr 1e-3] [--batch 16]
       # trains a fresh VAE with the params' teacher.vae settings (flags override) through the stage's own
       # VAETrainer and training loop, then scores it
 Options: --params FILE (default params.yaml), --frames N per split (0 = all), --grid PNG (ground truth over
@@ -118,6 +118,7 @@ def train_vae(params, args):
         "batch_size": args.batch,
         "flip": args.flip,
         "permute_prob": args.permute,
+        "hue_prob": args.hue,
         "mse_weight": args.mse,
         "l1_weight": args.l1,
         "grad_weight": args.grad,
@@ -136,7 +137,7 @@ def train_vae(params, args):
     vae = AutoencoderKL(**vae_cfg)
     trainer = VAETrainer(vae, cfg.kl_weight, cfg.grad_weight, seed=params.teacher.seed, l1_weight=cfg.l1_weight,
                          mse_weight=cfg.mse_weight, sample_posterior=cfg.sample_posterior, flip=cfg.flip,
-                         permute_prob=cfg.permute_prob)  # fmt: skip
+                         permute_prob=cfg.permute_prob, hue_prob=cfg.hue_prob)  # fmt: skip
     pix, _ = split_frames(params, "train", 0)
     shape = f"{vae_cfg['block_out_channels']} x{vae_cfg['layers_per_block']}, {vae_cfg['latent_channels']} latent ch"
     print(f"training: {cfg} on {len(pix)} train frames, vae {shape}", flush=True)
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int)
     parser.add_argument("--flip", type=lambda v: v.lower() in ("yes", "true", "1"), help="yes | no")
     parser.add_argument("--permute", type=float, help="share of images with permuted colour channels")
+    parser.add_argument("--hue", type=float, help="share of images with a random hue rotation")
     parser.add_argument("--mse", type=float)
     parser.add_argument("--l1", type=float)
     parser.add_argument("--grad", type=float)

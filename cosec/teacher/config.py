@@ -29,6 +29,7 @@ class VAEPart(PartConfig):
     permute_prob: Annotated[float, Range(ge=0, le=1)] = (
         0.0  # colour-channel permutation of this share of images
     )
+    hue_prob: Annotated[float, Range(ge=0, le=1)] = 0.0  # hue rotation by a random angle of this share
 
 
 @dataclass

@@ -9,6 +9,7 @@ un-normalised latents the teacher cannot learn to denoise (the noise swamps or n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -21,12 +22,30 @@ def _grads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
+def rotate_hue(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate each image's colours about the grey axis (Rodrigues' formula) by ``angles`` (B,) radians.
+
+    A continuous hue shift that keeps grey levels and (nearly) saturation: unlike a channel permutation (a
+    fixed 120-degree turn or a reflection), it shows the VAE every hue, so it cannot lean on the training
+    subjects' few clothes and wall colours. x (B,3,H,W) in [-1, 1]; the result is clamped to [-1, 1].
+    """
+    k = torch.full((3,), 3**-0.5, dtype=x.dtype, device=x.device)
+    cross = torch.tensor(
+        [[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], dtype=x.dtype, device=x.device
+    )
+    cross = cross * 3**-0.5  # [k]_x
+    cos, sin = angles.cos()[:, None, None], angles.sin()[:, None, None]
+    eye = torch.eye(3, dtype=x.dtype, device=x.device)
+    rot = cos * eye + sin * cross + (1 - cos) * torch.outer(k, k)  # (B,3,3)
+    return torch.einsum("bij,bjhw->bihw", rot, x).clamp(-1, 1)
+
+
 class VAETrainer(nn.Module):
     """``forward(batch) -> (loss, parts)`` for the shared training loop; batch["pixel_values"] in [-1, 1]."""
 
     def __init__(self, vae: AutoencoderKL, kl_weight: float = 1e-6, grad_weight: float = 1.0, seed: int = 0,
                  l1_weight: float = 1.0, mse_weight: float = 0.0, sample_posterior: bool = True,
-                 flip: bool = False, permute_prob: float = 0.0):  # fmt: skip
+                 flip: bool = False, permute_prob: float = 0.0, hue_prob: float = 0.0):  # fmt: skip
         super().__init__()
         self.vae = vae
         self.kl_weight = kl_weight
@@ -35,7 +54,7 @@ class VAETrainer(nn.Module):
         self.sample_posterior = (
             sample_posterior  # False: decode the posterior mean (what the teacher encodes)
         )
-        self.flip, self.permute_prob = flip, permute_prob
+        self.flip, self.permute_prob, self.hue_prob = flip, permute_prob, hue_prob
         self.generator = torch.Generator().manual_seed(seed)
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,10 +66,18 @@ class VAETrainer(nn.Module):
             keep = torch.rand(b, generator=self.generator) >= self.permute_prob
             perms[keep] = torch.arange(3)
             x = torch.gather(x, 1, perms.to(x.device)[:, :, None, None].expand_as(x))
+        if self.hue_prob > 0:
+            x = rotate_hue(x, self._hue_angles(b).to(x.device))
         if self.flip:
             flip = (torch.rand(b, generator=self.generator) < 0.5).to(x.device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         return x
+
+    def _hue_angles(self, b: int) -> torch.Tensor:
+        """A uniform angle for each image that gets a hue rotation (share hue_prob), 0 for the others."""
+        angles = torch.rand(b, generator=self.generator) * (2 * math.pi)
+        keep = torch.rand(b, generator=self.generator) >= self.hue_prob
+        return torch.where(keep, torch.zeros_like(angles), angles)
 
     def trainable(self) -> list[nn.Parameter]:
         return list(self.vae.parameters())
