@@ -7,8 +7,10 @@ It re-runs itself in a private network namespace with loopback only (``unshare -
 on 127.0.0.1 over ``lo``, one thread each) run the real loop (``cosec.train.train``) on
 ReferenceLCM distillation steps of the tiny model (random weights, one fixed random batch per rank). In the
 DDP mode the student D-UNet is wrapped in ``DistributedDataParallel`` and the loop's own averaging is
-switched off (it would re-average equal gradients). Seconds per step: median over ``--steps`` steps after
-two warm-up steps, rank 0's wall clock; both modes must end with the same weights on both ranks.
+switched off (it would re-average equal gradients); the stages do the same through
+``cosec.train.distributed.data_parallel`` (``common.run.data_parallel: ddp``, the default). Seconds per
+step: median over ``--steps`` steps after two warm-up steps, rank 0's wall clock; both modes must end with
+the same weights on both ranks.
 """
 
 from __future__ import annotations

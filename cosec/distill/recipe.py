@@ -6,6 +6,7 @@ supplies accumulation, clipping, checkpoints and resume; the EMA target follows 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pandas as pd
@@ -81,9 +82,13 @@ def run_phase(
     num_frames: int = 8,
     student_init: dict | None = None,
     tracker: Tracker | None = None,
+    data_parallel: str = "ddp",
 ) -> ReferenceLCM:
     """Distil phase 1 (frames) or 2 (clips) and return the ReferenceLCM (``lcd.shipped()`` = the model to save;
-    ``lcd.train_result``: the loop's TrainResult, None for a phase of 0 steps)."""
+    ``lcd.train_result``: the loop's TrainResult, None for a phase of 0 steps).
+
+    On several ranks the student trains inside ``data_parallel``'s wrapper (common.run.data_parallel: DDP,
+    FSDP for a full-weight student (a LoRA student's adapters are small: DDP), or the loop's averaging)."""
     teacher = teacher.to(distributed.device())
     lcd = ReferenceLCM(teacher, cfg, student_init=student_init)
     lcd.train_result = None
@@ -123,6 +128,16 @@ def run_phase(
         return losses["loss"], {k: float(v.detach()) for k, v in losses.items() if k != "loss"}
 
     if pcfg.steps > 0:
+        params = lcd.trainable_parameters(phase)  # before wrapping: the wrappers register what trains
+        strategy = "ddp" if lcd.is_lora and data_parallel == "fsdp" else data_parallel
+        wrapped = distributed.data_parallel(lcd.student, strategy)  # every student forward uses all weights
+        wrapped = None if wrapped is lcd.student else wrapped  # one worker, or the loop's averaging
+        lcd.use_wrapper(wrapped)
+
+        def update_ema(_step, _logs):
+            with distributed.full_weights(wrapped):  # FSDP: the student's full weights, on every rank
+                lcd.update_ema()
+
         config = TrainConfig(
             max_steps=pcfg.steps,
             out_dir=str(work_dir),
@@ -138,13 +153,20 @@ def run_phase(
         lcd.train_result = train(
             step_fn,
             stream,
-            lcd.trainable_parameters(phase),
+            params,
             config,
             state=lcd.train_state(),
             tracker=tracker or NullTracker(),
-            callbacks=[lambda _step, _logs: lcd.update_ema()],
+            callbacks=[update_ema],
             generators={"referencelcm": lcd.generator},  # draws the step's timesteps and noise
+            wrapper=wrapped,
         )
+        if distributed.sync_mode(wrapped) == "fsdp":  # hand back a plain student holding the full weights
+            with distributed.full_weights(wrapped):
+                full = {k: v.detach().clone() for k, v in lcd.student.state_dict().items()}
+            lcd.student = copy.deepcopy(lcd.target)
+            lcd.student.load_state_dict(full)
+        lcd.use_wrapper(None)
     return lcd
 
 
@@ -173,6 +195,7 @@ def distill_phase(
             "data_root": str(Path(kwargs["data_root"]).resolve()),
             "work_dir": str(work),
             "train_config": run.loop_settings(),
+            "data_parallel": run.data_parallel,
         },
     }
     # the Ray run's name is the work folder's: unique in a storage_path shared by many runs
@@ -229,6 +252,7 @@ def _phase_worker(payload: dict, tracker: Tracker | None) -> dict:
     result = {
         "student": str(out),
         "resumed_from": lcd.train_result.resumed_from if lcd.train_result else 0,
+        "data_parallel": lcd.train_result.data_parallel if lcd.train_result else "none",
         "adapter": str(work / "adapter") if lcd.is_lora else None,
     }
     if distributed.rank() == 0:

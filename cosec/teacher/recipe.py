@@ -55,9 +55,15 @@ def _fit(module, cfg: TeacherConfig, name: str, stream, run: RunConfig, work: Pa
     for p in params:
         p.requires_grad_(True)
     config = _train_config(part, run, part_dir(work, cfg, name), name, cfg.seed)
+    # Several ranks: DDP (FSDP is for the distillation student). Stage 1 leaves trainable weights out of
+    # the loss: the reference UNet on dropped-reference batches, and always its last up-block attention and
+    # the guidance encoders' unused attentions (Champ's layout), so DDP must look for unused parameters.
+    strategy = "loop" if run.data_parallel == "loop" else "ddp"
+    wrapper = distributed.data_parallel(module, strategy, find_unused_parameters=name == "stage1")
     # the step's private generator (noise, timesteps, reference drops, augmentations) resumes with the rest
-    train(module, stream, params, config, state={"module": module}, tracker=_Prefixed(tracker, name),
-          generators={"step": module.generator})  # fmt: skip
+    train(wrapper, stream, params, config, state={"module": module}, tracker=_Prefixed(tracker, name),
+          generators={"step": module.generator},
+          wrapper=None if wrapper is module else wrapper)  # fmt: skip
     module.eval()
 
 
@@ -112,7 +118,8 @@ def train_teacher(
 ) -> ChampModel:
     """Small VAE, then stage 1 (R-UNet, D-UNet, guidance encoders on frames), then stage 2 (motion modules).
 
-    Inside a Ray Train worker each rank draws its own batches and the loop averages gradients.
+    Inside a Ray Train worker each rank draws its own batches; gradients are synced as
+    ``run.data_parallel`` says (DDP, or the loop's averaging).
     """
     tracker = tracker or NullTracker()
     work = Path(work_dir)
@@ -134,6 +141,7 @@ def train_teacher(
         sample_posterior=cfg.vae.sample_posterior,
         flip=cfg.vae.flip,
         permute_prob=cfg.vae.permute_prob,
+        hue_prob=cfg.vae.hue_prob,
     )
     _fit(vae, cfg, "vae", batch_stream(frames, cfg.vae.batch_size, data_seed), run, work, tracker)
     model.vae.requires_grad_(False)

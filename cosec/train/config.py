@@ -15,6 +15,10 @@ class RunConfig:
     num_workers: Annotated[int, Range(ge=1)] = (
         1  # > 1 (or use_gpu): Ray Train TorchTrainer workers, gradients averaged every step
     )
+    # how several workers sync gradients: "ddp" (DistributedDataParallel through Ray Train's prepare_model),
+    # "fsdp" (FullyShardedDataParallel for the full-weight distillation student; other trainings use DDP)
+    # or "loop" (the training loop's own all-reduce per parameter tensor after backward)
+    data_parallel: Literal["ddp", "fsdp", "loop"] = "ddp"
     use_gpu: bool = False
     checkpoint_every: Annotated[int, Range(ge=1)] = 100
     keep_last: Annotated[int, Range(ge=1)] = 2
@@ -52,11 +56,14 @@ class RunConfig:
         return self.ray_address or os.environ.get("RAY_ADDRESS") or None
 
     def identity(self) -> dict:
-        """The fields that change what is trained (not where it runs): what work-folder keys may hold."""
+        """The fields that change what is trained (not where it runs): what work-folder keys may hold.
+        ``data_parallel`` is left out: a run resumes across ddp, fsdp and loop (same checkpoint format)."""
         from dataclasses import asdict
 
         return {
-            k: v for k, v in asdict(self).items() if k not in ("ray_address", "storage_path", "max_failures")
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("ray_address", "storage_path", "max_failures", "data_parallel")
         }
 
 

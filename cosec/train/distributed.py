@@ -2,9 +2,11 @@
 
 The loop function is the same either way: `loop_fn(config: dict) -> dict | None`. Inside it, use
 `device()` and `rank_seed()`; the Trainer in cosec.train.loop finds rank and world size from
-torch.distributed, averages gradients across ranks and writes its checkpoint files itself (rank 0),
-so an in-process run and a Ray run resume from the same files. `launch` is the one entry point the
-training recipes use: a worker function, its payload and the run settings.
+torch.distributed and writes its checkpoint files itself (rank 0), so an in-process run and a Ray run
+resume from the same files. Gradients are synced by the wrapper `data_parallel` puts around the module
+that trains (DDP through Ray Train's `prepare_model`, or FSDP), or by the loop's own averaging.
+`launch` is the one entry point the training recipes use: a worker function, its payload and the run
+settings.
 
 Without a cluster address Ray binds loopback only: `ray.init(address="local", include_dashboard=False,
 _node_ip_address="127.0.0.1")`; with one (`RunConfig.ray_address` or RAY_ADDRESS) the driver joins that
@@ -14,6 +16,7 @@ from `reported_checkpoint()` after Ray restarts a lost worker group (`FailureCon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -23,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 LoopFn = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
@@ -60,6 +64,97 @@ def device() -> torch.device:
 def rank_seed(seed: int) -> int:
     """The data seed of this rank: every Ray worker draws its own batches (rank 0 keeps ``seed``)."""
     return seed + 7919 * rank()
+
+
+DATA_PARALLEL = ("ddp", "fsdp", "loop")  # common.run.data_parallel
+
+
+def data_parallel(
+    module: nn.Module, strategy: str = "ddp", find_unused_parameters: bool = False
+) -> nn.Module:
+    """``module`` wrapped for data parallelism over the process group, or ``module`` itself on one worker
+    and with ``strategy`` "loop" (the Trainer then averages gradients after backward).
+
+    "ddp": DistributedDataParallel (bucketed all-reduce overlapped with backward), through Ray Train's
+    ``prepare_model`` inside Ray Train; ``find_unused_parameters`` only where a forward really leaves
+    trainable parameters out of the loss. "fsdp": FullyShardedDataParallel (parameters, gradients and
+    optimiser state sharded across ranks), from torch directly: ``prepare_model`` refuses it without CUDA,
+    torch's runs on CPU (gloo) too. Set requires_grad first (the wrappers register what trains then); run
+    every training forward through the wrapper and save through ``module`` (no ``module.`` key prefix).
+    """
+    if strategy not in DATA_PARALLEL:
+        raise ValueError(f"common.run.data_parallel must be one of {DATA_PARALLEL}, got {strategy!r}")
+    if world_size() == 1 or strategy == "loop":
+        return module
+    dev = device()
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        with torch.no_grad():  # every rank starts from rank 0's weights (sync_module_states needs CUDA)
+            for t in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(t.data, src=0)
+        # use_orig_params: the optimiser keeps the module's own parameters (sharded views of the flat one)
+        return FSDP(module, device_id=dev, use_orig_params=True)
+    kwargs = {"find_unused_parameters": find_unused_parameters}
+    if in_ray_train():
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(
+            module, move_to_device=False, parallel_strategy="ddp", parallel_strategy_kwargs=kwargs
+        )
+    ids = [dev] if dev.type == "cuda" else None  # torch.distributed without Ray (torchrun)
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, **kwargs)
+
+
+def sync_mode(wrapper: nn.Module | None) -> str | None:
+    """ "ddp" or "fsdp" for a data-parallel wrapper (it syncs gradients in backward), else None."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    if isinstance(wrapper, nn.parallel.DistributedDataParallel):
+        return "ddp"
+    return "fsdp" if isinstance(wrapper, FSDP) else None
+
+
+def full_weights(wrapper: nn.Module | None) -> contextlib.AbstractContextManager:
+    """Under FSDP: the wrapped module holds its full weights inside the block, on every rank (a collective:
+    every rank enters it), and what is written to them is kept; otherwise nothing to do."""
+    if sync_mode(wrapper) != "fsdp":
+        return contextlib.nullcontext()
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    return FSDP.summon_full_params(wrapper, writeback=True)
+
+
+def _param_names(wrapper: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """The names of the optimiser's parameters in its state-dict order (0, 1, ... across groups)."""
+    names = {id(p): n for n, p in wrapper.module.named_parameters()}
+    return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+
+
+def optimizer_state(wrapper: nn.Module | None, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimiser's full state dict as torch numbers it (a collective under FSDP: every rank gathers
+    the shards, so the checkpoint loads into a DDP, loop or one-worker run too)."""
+    if sync_mode(wrapper) != "fsdp":
+        return optimizer.state_dict()
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    full = FSDP.optim_state_dict(wrapper, optimizer)  # keyed by parameter name
+    index = {name: i for i, name in enumerate(_param_names(wrapper, optimizer))}
+    groups = [{**g, "params": [index[n] for n in g["params"]]} for g in full["param_groups"]]
+    return {"state": {index[n]: s for n, s in full["state"].items()}, "param_groups": groups}
+
+
+def load_optimizer_state(wrapper: nn.Module | None, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a full optimiser state dict (``optimizer_state``'s, or a one-worker run's); FSDP keeps its shard."""
+    if sync_mode(wrapper) != "fsdp":
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    names = _param_names(wrapper, optimizer)
+    groups = [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]
+    by_name = {"state": {names[int(i)]: s for i, s in state["state"].items()}, "param_groups": groups}
+    optimizer.load_state_dict(FSDP.optim_state_dict_to_load(wrapper, optimizer, by_name))
 
 
 def init_ray_local(num_cpus: int | None = None) -> None:

@@ -6,6 +6,10 @@ The stage supplies `step_fn(batch) -> loss` (or `(loss, {"loss_cd": ..., "loss_e
 parameters to optimise, the objects whose state must survive an interruption and the private
 torch.Generators its step draws from (timesteps, noise, augmentations).
 
+Data parallelism (several ranks): when the step's forward runs through a DDP or FSDP ``wrapper`` (see
+cosec.train.distributed.data_parallel), backward syncs the gradients and the loop only skips that sync on
+all but the last micro-batch; without one the loop averages the gradients itself after backward.
+
 Resume is exact: a checkpoint holds the step, every `state` object, the optimiser, and every random
 stream of the process (torch/numpy/python global RNGs and the named `generators`); the data are a
 function of the step (`batch_stream`), so a run resumed from step s computes what an uninterrupted
@@ -108,6 +112,7 @@ class TrainResult:
     resumed_from: int
     last_logs: dict[str, float] = field(default_factory=dict)
     history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    data_parallel: str = "none"  # how gradients were synced: "ddp", "fsdp", "loop" (own averaging), "none"
 
 
 def _rank_world() -> tuple[int, int]:
@@ -154,7 +159,11 @@ class Trainer:
         tracker: Tracker | None = None,
         callbacks: Sequence[Callback] = (),
         generators: Mapping[str, torch.Generator] | None = None,
+        wrapper: nn.Module | None = None,
     ):
+        """``wrapper``: the DDP/FSDP module (distributed.data_parallel) every forward of ``step_fn`` goes
+        through; it syncs the gradients, so the loop's own averaging is off. ``state`` holds the unwrapped
+        modules (checkpoint keys without a ``module.`` prefix)."""
         self.config = config
         self.step_fn = step_fn
         self.params = list(params)
@@ -168,6 +177,11 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.generators = dict(generators or {})  # saved and restored with the RNG states
         self.rank, self.world_size = _rank_world()
+        mode = distributed.sync_mode(wrapper)
+        if wrapper is not None and mode is None:
+            raise TypeError(f"Trainer: wrapper must be DDP or FSDP, got {type(wrapper).__name__}")
+        self.wrapper = wrapper
+        self.data_parallel = mode or ("loop" if self.world_size > 1 else "none")
         self.step = 0
 
     # ---------------------------------------------------------------- checkpoints
@@ -194,18 +208,20 @@ class Trainer:
         if self.world_size > 1:
             dist.barrier()
         path = None
-        if self.rank == 0:
-            blob = {
-                "step": self.step,
-                "state": {name: obj.state_dict() for name, obj in self.state.items()},
-                "optimizer": self.optimizer.state_dict(),
-                "rng": ckpt.rng_state(self.generators),
-                "config": asdict(self.config),
-                "world_size": self.world_size,
-            }
-            path = ckpt.atomic_save(blob, ckpt.checkpoint_path(folder, self.step))
-            mine.append(path)
-            ckpt.prune(folder, self.config.keep_last)
+        optimizer = distributed.optimizer_state(self.wrapper, self.optimizer)  # FSDP: gathered on every rank
+        with distributed.full_weights(self.wrapper):  # FSDP: every rank gathers; rank 0 writes
+            if self.rank == 0:
+                blob = {
+                    "step": self.step,
+                    "state": {name: obj.state_dict() for name, obj in self.state.items()},
+                    "optimizer": optimizer,
+                    "rng": ckpt.rng_state(self.generators),
+                    "config": asdict(self.config),
+                    "world_size": self.world_size,
+                }
+                path = ckpt.atomic_save(blob, ckpt.checkpoint_path(folder, self.step))
+                mine.append(path)
+                ckpt.prune(folder, self.config.keep_last)
         if distributed.in_ray_train():
             distributed.report_checkpoint(mine, self.step, dict(logs or {}), self._fit_name())  # a barrier
         elif self.world_size > 1:
@@ -244,15 +260,16 @@ class Trainer:
             raise ckpt.TrainCheckpointError(
                 f"{path}: checkpoint has no state for {sorted(missing)} (has {sorted(blob['state'])})"
             )
-        for name, obj in self.state.items():
-            try:
-                obj.load_state_dict(blob["state"][name])
-            except RuntimeError as err:  # torch lists every key: say which file and how much differs
-                first = str(err).strip().splitlines()[0][:200]
-                raise ckpt.TrainCheckpointError(
-                    f"{path}: its state {name!r} does not fit this training's model ({first}...)"
-                ) from None
-        self.optimizer.load_state_dict(blob["optimizer"])
+        with distributed.full_weights(self.wrapper):  # FSDP: load the full weights, keep this rank's shard
+            for name, obj in self.state.items():
+                try:
+                    obj.load_state_dict(blob["state"][name])
+                except RuntimeError as err:  # torch lists every key: say which file and how much differs
+                    first = str(err).strip().splitlines()[0][:200]
+                    raise ckpt.TrainCheckpointError(
+                        f"{path}: its state {name!r} does not fit this training's model ({first}...)"
+                    ) from None
+        distributed.load_optimizer_state(self.wrapper, self.optimizer, blob["optimizer"])
         rng = blob["rng"]
         if self.rank:
             own = ckpt.rank_rng_path(Path(path).parent, blob["step"], self.rank)
@@ -277,6 +294,9 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _no_sync(self, local: bool):
+        return self.wrapper.no_sync() if local and self.wrapper is not None else contextlib.nullcontext()
+
     def _all_finite(self, value: torch.Tensor) -> bool:
         ok = torch.isfinite(value.detach()).all().float().reshape(1)
         if self.world_size > 1:  # every rank must stop together, or the others hang in all-reduce
@@ -285,11 +305,11 @@ class Trainer:
         return bool(ok.item() > 0)
 
     def _average_gradients(self) -> None:
-        """Data parallelism without a DDP wrapper: every rank steps with the mean gradient.
+        """Data parallelism without a wrapper (common.run.data_parallel: loop): every rank steps with the
+        mean gradient, one all-reduce per parameter tensor after backward.
 
         A parameter without a gradient on this rank (e.g. a branch its batch skipped) counts as zero,
-        so all ranks take part in every reduction. With a DDP-wrapped model this re-averages gradients
-        that are already equal, which changes nothing.
+        so all ranks take part in every reduction.
         """
         for p in self._flat_params():
             if p.grad is None:
@@ -298,7 +318,9 @@ class Trainer:
             p.grad.div_(self.world_size)
 
     def _broadcast_parameters(self) -> None:
-        """Start every rank from rank 0's trainable weights."""
+        """Start every rank from rank 0's trainable weights (FSDP: each rank holds its own shard)."""
+        if self.data_parallel == "fsdp":
+            return
         with torch.no_grad():
             for p in self._flat_params():
                 dist.broadcast(p.data, src=0)
@@ -327,10 +349,15 @@ class Trainer:
         resumed_from = self.step
         if self.rank == 0:
             self.tracker.log_params(
-                {"train": asdict(cfg), "world_size": self.world_size, "resumed_from": resumed_from}
+                {
+                    "train": asdict(cfg),
+                    "world_size": self.world_size,
+                    "data_parallel": self.data_parallel,
+                    "resumed_from": resumed_from,
+                }
             )
         batches = self._batches(data)
-        result = TrainResult(step=self.step, resumed_from=resumed_from)
+        result = TrainResult(step=self.step, resumed_from=resumed_from, data_parallel=self.data_parallel)
         bar = tqdm(
             total=cfg.max_steps,
             initial=self.step,
@@ -360,7 +387,8 @@ class Trainer:
         cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {"loss": 0.0}
-        for _ in range(cfg.grad_accum):
+        for micro in range(cfg.grad_accum):
+            local = micro < cfg.grad_accum - 1  # the wrapper syncs in the last micro-batch's backward only
             try:
                 batch = next(batches)
             except StopIteration:
@@ -368,7 +396,7 @@ class Trainer:
                     f"training data ran out at step {self.step + 1} of {cfg.max_steps}"
                 ) from None
             try:
-                with self._autocast():
+                with self._no_sync(local), self._autocast():
                     loss, parts = _split(self.step_fn(batch))
             except (
                 NonFiniteLossError
@@ -382,15 +410,21 @@ class Trainer:
                 what = f"non-finite loss {float(loss.detach())} (components {parts})"
                 raise NonFiniteLossError.at(what, self.step + 1, cfg.checkpoint_dir)
             # Gradients of the mean over micro-batches: each micro loss is scaled by 1/grad_accum.
-            (loss / cfg.grad_accum).backward()
+            with self._no_sync(local):
+                (loss / cfg.grad_accum).backward()
             sums["loss"] += float(loss.detach()) / cfg.grad_accum
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
-        if self.world_size > 1:
+        if self.data_parallel == "loop":
             self._average_gradients()
         params = [p for p in self._flat_params() if p.grad is not None]
         max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
+        if self.data_parallel == "fsdp":  # the norm over every rank's shard
+            grad_norm = self.wrapper.clip_grad_norm_(max_norm)
+        elif params:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        else:
+            grad_norm = torch.zeros(())
         if not self._all_finite(grad_norm):
             what = f"non-finite gradient norm {float(grad_norm)}"
             raise NonFiniteLossError.at(what, self.step + 1, cfg.checkpoint_dir)
@@ -409,6 +443,9 @@ def train(
     tracker: Tracker | None = None,
     callbacks: Sequence[Callback] = (),
     generators: Mapping[str, torch.Generator] | None = None,
+    wrapper: nn.Module | None = None,
 ) -> TrainResult:
     """Run (or resume) training to config.max_steps; see Trainer."""
-    return Trainer(config, step_fn, params_to_optimise, state, tracker, callbacks, generators).fit(data)
+    return Trainer(config, step_fn, params_to_optimise, state, tracker, callbacks, generators, wrapper).fit(
+        data
+    )
