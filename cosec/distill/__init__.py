@@ -21,5 +21,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "load_lora_student": ".lora",
         "prepare_batch": ".batch",
         "temporal_self_dependency": ".regularizers",
+        "temporal_regularizer": ".regularizers",
+        "temporal_target_distance": ".regularizers",
     },
 )

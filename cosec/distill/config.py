@@ -9,6 +9,8 @@ Distance = Literal["huber", "l2"]
 Trainable = Literal["all", "motion"]
 Student = Literal["full", "lora"]
 Optimizer = Literal["adamw", "adamw8bit"]
+# What the temporal term's self-dependency matrices are compared with (eq. 7 or the ground-truth clip)
+TmpTarget = Literal["references", "ground_truth"]
 
 # LCM-LoRA's SD1.5 targets (diffusers' train_lcm_distill_lora_sd_wds.py): attention projections, the
 # transformers' proj_in / proj_out, feed-forward, resnet convolutions and their time-embedding projections,
@@ -43,6 +45,12 @@ class PhaseConfig:
         0.02  # phi2: Contrastive Negative Sampling over inter-source pairs (eq. 4, second term)
     )
     tmp_weight: float = 0.0  # lambda: temporal ETA on self-dependency matrices (eqs. 7-8); clips only
+    # The temporal term's form (docs/distillation.md, "Temporal term"). tmp_target "references" is eq. 7:
+    # D between the T matrices of two RAS references' outputs; "ground_truth": D between each RAS output's
+    # T and the T of the clip's clean latents (the target's own motion). tmp_center subtracts each clip's
+    # mean frame before the cosines (eq. 6 on the residuals), so T measures motion, not the static background.
+    tmp_target: TmpTarget = "references"
+    tmp_center: bool = False
     trainable: Trainable = "all"  # "all" student D-UNet weights, or only its "motion" modules
 
     def __post_init__(self) -> None:
@@ -51,6 +59,10 @@ class PhaseConfig:
         for name in ("eta_weight", "cons_weight", "tmp_weight", "w"):
             if getattr(self, name) < 0:
                 raise ValueError(f"PhaseConfig: {name} must be >= 0, got {getattr(self, name)}")
+        if self.tmp_target not in get_args(TmpTarget):
+            raise ValueError(
+                f"PhaseConfig: tmp_target must be one of {get_args(TmpTarget)}, got {self.tmp_target!r}"
+            )
         if self.trainable not in get_args(Trainable):
             raise ValueError(
                 f"PhaseConfig: trainable must be one of {get_args(Trainable)}, got {self.trainable!r}"

@@ -23,7 +23,7 @@ from cosec.diffusion.schedule import NoiseSchedule, v_to_x0_eps
 from cosec.distill import lora
 from cosec.distill.batch import DistillBatch
 from cosec.distill.config import DistillConfig, PhaseConfig
-from cosec.distill.regularizers import cons_distance, eta_distance, temporal_self_dependency
+from cosec.distill.regularizers import cons_distance, eta_distance, temporal_regularizer
 from cosec.train.loop import NonFiniteLossError  # one error type for every training path
 
 if TYPE_CHECKING:
@@ -179,6 +179,12 @@ class ReferenceLCM(nn.Module):
             self.student.named_adapter_parameters() if self.is_lora else list(self.student.named_parameters())
         )
 
+    def use_wrapper(self, wrapper: nn.Module | None) -> None:
+        """Run the student's training forward through ``wrapper`` (DDP or FSDP around ``self.student``, which
+        syncs gradients only for forwards through it); None: the bare student. Held outside the module tree,
+        so never saved: checkpoints and the shipped student keep the student's own keys."""
+        self.__dict__["_student_call"] = wrapper
+
     def trainable_parameters(self, phase: int) -> list[nn.Parameter]:
         """Set requires_grad for the phase's trainable set (all student weights, or its motion modules;
         a LoRA student's adapters, or those of its motion modules)."""
@@ -301,7 +307,8 @@ class ReferenceLCM(nn.Module):
         gen = generator or self.generator
         g, k = batch.groups, batch.num_ras
         use_ers = cfg.cons_weight > 0
-        if (cfg.eta_weight > 0 or cfg.tmp_weight > 0) and k < 2:
+        tmp_pairs = cfg.tmp_weight > 0 and cfg.tmp_target == "references"  # eq. 7 compares RAS pairs
+        if (cfg.eta_weight > 0 or tmp_pairs) and k < 2:
             raise ValueError(f"ReferenceLCM: ETA / temporal ETA need >= 2 RAS references per group, got {k}")
         if cfg.tmp_weight > 0 and not batch.is_clip:
             raise ValueError(
@@ -331,7 +338,8 @@ class ReferenceLCM(nn.Module):
         flat = inverse.reshape(-1)
         cond_all = self._conditioning(clip[flat], bank.select(flat), rep(features, n_refs))
         x_all, t_all = rep(x_start, n_refs), rep(t_start, n_refs)
-        v_student = model.predict(self.student, x_all, t_all, cond_all)
+        student = self.__dict__.get("_student_call") or self.student  # the DDP/FSDP wrapper when set
+        v_student = model.predict(student, x_all, t_all, cond_all)
         f_student = self.consistency(x_all, v_student.float(), t_all)
         f_groups = f_student.unflatten(0, (g, n_refs))
 
@@ -367,9 +375,9 @@ class ReferenceLCM(nn.Module):
             )  # eq. 4: minus sign pushes inter-source outputs apart
         else:
             losses["loss_cons"] = zero
-        if cfg.tmp_weight > 0:
-            t_mat = temporal_self_dependency(f_groups[:, :k].flatten(0, 1)).unflatten(0, (g, k))
-            losses["loss_tmp"] = cfg.tmp_weight * eta_distance(t_mat, k, **dist)  # eq. 7
+        if cfg.tmp_weight > 0:  # eq. 7 (tmp_target references), or against the clean clip's T
+            r_tmp = temporal_regularizer(f_groups[:, :k], lat, cfg.tmp_target, cfg.tmp_center, **dist)
+            losses["loss_tmp"] = cfg.tmp_weight * r_tmp
         else:
             losses["loss_tmp"] = zero
         losses["loss"] = losses["loss_cd"] + losses["loss_eta"] + losses["loss_cons"] + losses["loss_tmp"]
