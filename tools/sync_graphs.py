@@ -1,6 +1,6 @@
 """Rewrite the code deps of every DVC graph from each stage script's import closure.
 
-    python tools/sync_graphs.py          # rewrite dvc.yaml, reproduce/dvc.yaml, ablation/dvc.yaml, real/dvc.yaml
+    python tools/sync_graphs.py          # rewrite every graph: dvc.yaml, {reproduce,ablation,real,seeds}/dvc.yaml
     python tools/sync_graphs.py --check  # exit 1 and list the stages whose code deps are not the closure
 
 A stage's code deps are the project Python files (or whole folders of them) its script imports, transitively
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GRAPHS = ("dvc.yaml", "reproduce/dvc.yaml", "ablation/dvc.yaml", "real/dvc.yaml")
+GRAPHS = ("dvc.yaml", "reproduce/dvc.yaml", "ablation/dvc.yaml", "real/dvc.yaml", "seeds/dvc.yaml")
 
 _spec = importlib.util.spec_from_file_location("import_closure", REPO / "tests/pipeline/import_closure.py")
 ic = importlib.util.module_from_spec(_spec)

@@ -22,7 +22,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("stage", help="run one pipeline stage by hand (outside DVC's cache)")
     p.add_argument("stage", choices=list(STAGES))
     p.add_argument(
-        "variant", nargs="?", help="ablation only: the rung (referencelcm, eta, eta_cons, eta_cons_tmp)"
+        "variant",
+        nargs="?",
+        help="ablation: the rung (referencelcm, eta, eta_cons, eta_cons_tmp); seeds_data, seeds_distill: the seed",
     )
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--debug", action="store_true")

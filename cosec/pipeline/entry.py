@@ -60,8 +60,8 @@ def error_line(err: BaseException) -> str:
 
 def parser(stage: Stage) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"stages/{stage.name}.py", description=f"pipeline stage '{stage.name}'")
-    if stage.variants:
-        p.add_argument("variant", choices=stage.variants)
+    if stage.takes_variant:
+        p.add_argument("variant", metavar=stage.variant_arg, choices=stage.variants or None)
     p.add_argument("--params", default="params.yaml", help="params YAML file")
     p.add_argument("--debug", action="store_true", help=f"show tracebacks (or set {DEBUG_ENV}=1)")
     return p
@@ -81,7 +81,7 @@ def run_stage(stage: Stage, params_path: str, variant: str | None = None) -> Non
 
         torch.set_num_threads(params.common.threads)
     view = params.only(stage.sections)
-    if stage.variants:
+    if stage.takes_variant:
         stage.run(view, variant)
     else:
         stage.run(view)

@@ -112,6 +112,43 @@ class AblationConfig:
 
 
 @dataclass
+class SeedsConfig:
+    """The `seeds` section (seeds/dvc.yaml): data and distillation repeated per seed, the claims' spread.
+
+    Seed s: synthetic data made with synth.seed = s under <data>/<s>, the teacher distilled with
+    distill.seed = s into <models>/<s>/{phase1,student}, both scored -> <out>/<s>.json (metrics.json's shape).
+    """
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    teacher: str = "models/teacher"  # the main graph's teacher: the input of every seed's distillation
+    data: str = "seeds/data"
+    models: str = "seeds/models"
+    out: str = "reports/seeds"
+    report: str = "reports/seeds.md"  # mean, sd and range over seeds of every measure and claim
+    table: str = "reports/seeds.json"  # the same numbers (every seed's value and margin) as JSON
+
+    def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds: expected distinct seeds >= 0, got {self.seeds}")
+
+    def seed(self, argument: str) -> int:
+        """A stage's seed argument, checked to be one of ``seeds``."""
+        try:
+            seed = int(argument)
+        except ValueError:
+            raise ConfigError(
+                f"seed {argument!r}: expected an integer, one of seeds.seeds {self.seeds}"
+            ) from None
+        if seed not in self.seeds:
+            raise ConfigError(f"seed {seed} is not in seeds.seeds {self.seeds}")
+        return seed
+
+    def data_root(self, seed: int) -> Path:
+        """<data>/<seed>: raw, frames, prepared, index.parquet of that seed's synthetic data."""
+        return Path(self.data) / str(seed)
+
+
+@dataclass
 class Params:
     synth: SynthConfig = field(default_factory=SynthConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
@@ -128,6 +165,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)
     source: str = field(default="params.yaml", compare=False)  # the file it came from (for messages)
 
     def only(self, sections: tuple[str, ...]) -> Params:

@@ -12,6 +12,9 @@ from . import (
     index,
     ingest,
     report,
+    seeds_data,
+    seeds_distill,
+    seeds_report,
     synth,
     teacher,
 )
@@ -32,5 +35,8 @@ STAGES: dict[str, Stage] = {
         report.STAGE,
         ablation.VARIANT,
         ablation_report.STAGE,
+        seeds_data.STAGE,
+        seeds_distill.STAGE,
+        seeds_report.STAGE,
     )
 }

@@ -14,7 +14,7 @@ from cosec.pipeline.stages import STAGES
 
 from .import_closure import REPO, closure, direct_imports, script_of, uncovered
 
-GRAPHS = ("dvc.yaml", "reproduce/dvc.yaml", "ablation/dvc.yaml", "real/dvc.yaml")
+GRAPHS = ("dvc.yaml", "reproduce/dvc.yaml", "ablation/dvc.yaml", "real/dvc.yaml", "seeds/dvc.yaml")
 
 
 def _stages(graph: str) -> dict[str, dict]:
@@ -23,12 +23,25 @@ def _stages(graph: str) -> dict[str, dict]:
     out = {}
     for name, stage in doc["stages"].items():
         if "foreach" in stage:
-            for item in stage["foreach"]:
-                text = yaml.safe_dump(stage["do"]).replace("${item}", item)
+            for item in _resolve(graph, doc, stage["foreach"]):
+                text = yaml.safe_dump(stage["do"]).replace("${item}", str(item))
                 out[f"{name}@{item}"] = yaml.safe_load(text)
         else:
             out[name] = stage
     return out
+
+
+def _resolve(graph: str, doc: dict, value):
+    """A `${section.key}` of the graph's `vars` files (paths relative to the graph, `FILE:section` allowed)."""
+    if not (isinstance(value, str) and value.startswith("${") and value.endswith("}")):
+        return value
+    found = {}
+    for entry in doc.get("vars", []):
+        file = entry.split(":")[0]
+        found.update(yaml.safe_load(((REPO / graph).parent / file).read_text()))
+    for key in value[2:-1].split("."):
+        found = found[key]
+    return found
 
 
 def _sections(stage: dict) -> set[str]:
@@ -138,6 +151,27 @@ def test_stage_scripts_are_thin_entry_points():
         assert len(script.read_text().splitlines()) <= 10, script.name
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert imported <= {"cosec.pipeline.entry", f"cosec.pipeline.{_module_of(script.stem)}"}, script.name
+
+
+def test_seeds_graph_runs_every_seed_of_params_under_the_seeds_paths():
+    """seeds/dvc.yaml: one data and one distill stage per seed of params.yaml's seeds.seeds, their outputs the
+    section's paths, and the teacher an input (never an output: the study does not retrain it)."""
+    from cosec.pipeline.params import load_params
+
+    cfg = load_params(REPO / "params.yaml").seeds
+    stages = _stages("seeds/dvc.yaml")
+    assert list(stages) == [f"{kind}@{s}" for kind in ("data", "distill") for s in cfg.seeds] + ["report"]
+    for s in cfg.seeds:
+        data, distill = stages[f"data@{s}"], stages[f"distill@{s}"]
+        assert data["cmd"] == f"python stages/seeds_data.py {s} --params params.yaml"
+        assert data["outs"] == ["${seeds.data}/" + str(s)]
+        assert {"${seeds.teacher}", f"${{seeds.data}}/{s}"} <= set(distill["deps"])
+        assert [next(iter(o)) if isinstance(o, dict) else o for o in distill["outs"]] == [
+            f"${{seeds.models}}/{s}",
+            f"${{seeds.out}}/{s}.json",
+            f"${{seeds.out}}/{s}_notes.json",
+        ]
+    assert "${seeds.out}" in stages["report"]["deps"]
 
 
 def _module_of(stage: str) -> str:
