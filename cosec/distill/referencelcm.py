@@ -187,11 +187,15 @@ class ReferenceLCM(nn.Module):
 
     def trainable_parameters(self, phase: int) -> list[nn.Parameter]:
         """Set requires_grad for the phase's trainable set (all student weights, or its motion modules;
-        a LoRA student's adapters, or those of its motion modules)."""
+        a LoRA student's adapters, or those of its motion modules).
+
+        Phase 1 trains on frames, which never run the motion modules: they are left out of its set (they
+        would get no gradient; a DDP wrapper refuses weights that never reach the loss)."""
         motion_only = self.config.phase(phase).trainable == "motion"
         params = []
         for name, p in self._student_parameters():
-            p.requires_grad_(not motion_only or _is_motion(name))
+            moving = _is_motion(name)
+            p.requires_grad_((moving or not motion_only) and not (phase == 1 and moving))
             if p.requires_grad:
                 params.append(p)
         if not params:

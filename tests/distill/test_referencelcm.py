@@ -382,3 +382,19 @@ def test_prepare_batch_encodes_each_distinct_image_once(tiny):
     bad = [dict(groups[0], ref_videos=["a", "b", "b"])]
     with pytest.raises(ValueError, match="group 0: reference 1"):
         prepare_batch(tiny, bad)
+
+
+def test_phase1_trains_every_weight_that_reaches_the_loss_and_no_motion_module(tiny_video):
+    """Frames never run the motion modules: phase 1 leaves them out (a DDP student would refuse them), and
+    every weight it does train gets a gradient; phase 2 trains them again."""
+    lcd = ReferenceLCM(tiny_video, DistillConfig(lr=1e-3))
+    names = {n for n, p in lcd.student.named_parameters() if p in set(lcd.trainable_parameters(1))}
+    motion = {n for n, _ in lcd.student.named_parameters() if ".motion_modules." in n}
+    assert motion and names and not names & motion
+    lcd.student.zero_grad(set_to_none=True)
+    lcd.phase1_step(frame_batch(tiny_video))["loss"].backward()
+    without_grad = [n for n, p in lcd.student.named_parameters() if n in names and p.grad is None]
+    assert not without_grad, without_grad[:5]
+    assert motion <= {n for n, p in lcd.student.named_parameters() if p in set(lcd.trainable_parameters(2))}
+    with pytest.raises(ValueError, match="no trainable"):
+        ReferenceLCM(tiny_video, DistillConfig(phase1=Phase1Config(trainable="motion"))).trainable_parameters(1)
