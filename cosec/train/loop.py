@@ -269,7 +269,14 @@ class Trainer:
                     raise ckpt.TrainCheckpointError(
                         f"{path}: its state {name!r} does not fit this training's model ({first}...)"
                     ) from None
-        distributed.load_optimizer_state(self.wrapper, self.optimizer, blob["optimizer"])
+        try:
+            distributed.load_optimizer_state(self.wrapper, self.optimizer, blob["optimizer"])
+        except (ValueError, KeyError, IndexError) as err:  # another parameter set: say which file, what to do
+            first = str(err).strip().splitlines()[0][:200]
+            raise ckpt.TrainCheckpointError(
+                f"{path}: its optimiser state does not fit the parameters this training optimises ({first}); "
+                f"it was written by other code or settings: delete {Path(path).parent.parent} to start afresh"
+            ) from None
         rng = blob["rng"]
         if self.rank:
             own = ckpt.rank_rng_path(Path(path).parent, blob["step"], self.rank)

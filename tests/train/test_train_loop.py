@@ -235,3 +235,28 @@ def test_checkpoint_of_another_model_is_refused_in_one_line(tmp_path):
     message = str(err.value)
     assert "ckpt-00000002.pt: its state 'model' does not fit" in message
     assert len(message) < 400 and "\n" not in message
+
+
+def test_checkpoint_of_another_parameter_set_is_refused_in_one_line(tmp_path):
+    """Same model, but the training now optimises fewer of its weights (e.g. a trainable set changed): the
+    optimiser state does not fit; one line naming the file and the folder to delete, not torch's ValueError."""
+    from cosec.train.checkpoint import TrainCheckpointError
+
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+
+    def fit(params, steps):
+        return train(
+            lambda batch: model(batch).pow(2).mean(),
+            lambda start: iter(lambda: torch.ones(2, 3), None),
+            params,
+            TrainConfig(max_steps=steps, out_dir=str(tmp_path), progress=False),
+            state={"model": model},
+        )
+
+    fit(list(model.parameters()), 2)
+    with pytest.raises(TrainCheckpointError) as err:
+        fit(list(model[1].parameters()), 4)
+    message = str(err.value)
+    assert "ckpt-00000002.pt: its optimiser state does not fit" in message
+    assert f"delete {tmp_path}" in message
+    assert len(message) < 500 and "\n" not in message
