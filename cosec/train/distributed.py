@@ -311,7 +311,9 @@ def report_checkpoint(files: list[Path], step: int, metrics: dict[str, float], f
         ray.train.report(
             {"step": step, **metrics},
             checkpoint=ray.train.Checkpoint.from_directory(tmp),
-            checkpoint_dir_name=f"checkpoint-{step:08d}",
+            # one folder name per part and step: the teacher's parts all report step 1, 2, ... in one Ray
+            # run, and two reports in one folder made Ray's pruning delete it twice ("Path not found")
+            checkpoint_dir_name=f"{fit}-checkpoint-{step:08d}",
         )
 
 

@@ -127,7 +127,7 @@ def test_two_node_cluster_survives_a_killed_worker(tmp_path, loopback_namespace)
     for folder in (clean, killed):
         assert _checkpoints(folder)[-1] == STEPS
         (ray_run,) = (folder / "runs").glob("student/phase1-*/ray/phase1-*")  # Ray Train's storage
-        final = ray_run / f"checkpoint-{STEPS:08d}"
+        final = ray_run / f"{ray_run.name}-checkpoint-{STEPS:08d}"  # the fit (run folder) names the part
         assert {p.name for p in final.iterdir()} >= {f"ckpt-{STEPS:08d}.pt", f"ckpt-{STEPS:08d}.rank1.rng.pt"}
     digest = {f.name: hashlib.sha256((f / "student" / "model.safetensors").read_bytes()).hexdigest()
               for f in (clean, killed)}  # fmt: skip
