@@ -18,7 +18,14 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GRAPHS = ("dvc.yaml", "reproduce/dvc.yaml", "ablation/dvc.yaml", "real/dvc.yaml", "seeds/dvc.yaml")
+GRAPHS = (
+    "dvc.yaml",
+    "reproduce/dvc.yaml",
+    "ablation/dvc.yaml",
+    "real/dvc.yaml",
+    "seeds/dvc.yaml",
+    "shipped/dvc.yaml",
+)
 
 _spec = importlib.util.spec_from_file_location("import_closure", REPO / "tests/pipeline/import_closure.py")
 ic = importlib.util.module_from_spec(_spec)

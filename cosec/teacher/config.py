@@ -51,6 +51,7 @@ class Stage2Part(PartConfig):
 @dataclass
 class TeacherConfig:
     champ_dir: str | None = None  # a folder of Champ's released weights: imported instead of training
+    import_dir: str | None = None  # a released teacher of this project (teacher.json checked): imported
     out: str = "models/teacher"
     seed: int = 0
     vae: VAEPart = field(default_factory=lambda: VAEPart(steps=300, lr=1e-3, batch_size=16))

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from cosec.atomic import write_json_atomic
 from cosec.data.datasets import Phase2Dataset, TeacherDataset
 from cosec.diffusion.schedule import NoiseSchedule
 from cosec.models import ChampModel, ModelSize
@@ -45,8 +47,37 @@ def part_dir(work: str | Path, cfg: TeacherConfig, name: str) -> Path:
     return Path(work) / f"{name}-{settings_digest(lineage, 8)}"
 
 
-def _fit(module, cfg: TeacherConfig, name: str, stream, run: RunConfig, work: Path, tracker: Tracker):
-    """Train `module` (a step module with .trainable()) for the part `name` of cfg, resuming from its part_dir."""
+def _curve(history: list[tuple[int, dict[str, float]]], points: int = 10) -> list[dict[str, float]]:
+    """The loss history in `points` windows: each window's last step and its mean metrics."""
+    if not history:
+        return []
+    size = max(1, -(-len(history) // points))
+    out = []
+    for start in range(0, len(history), size):
+        window = history[start : start + size]
+        keys = window[-1][1].keys()
+        mean = {k: sum(logs.get(k, 0.0) for _, logs in window) / len(window) for k in keys}
+        out.append({"step": window[-1][0], **{k: round(v, 6) for k, v in mean.items()}})
+    return out
+
+
+CURVE_FILE = "curve.json"  # in each part's folder: the loss curve over every process that trained it
+
+
+def _record_curve(path: Path, resumed_from: int, history: list) -> list[dict]:
+    """The part's curve so far: the windows recorded before `resumed_from` by earlier processes, then this
+    process's. Rank 0 writes it back, so the curve survives resuming (the loop's history is per process)."""
+    earlier = json.loads(path.read_text()) if path.is_file() else []
+    curve = [c for c in earlier if c["step"] <= resumed_from] + _curve(history)
+    if distributed.rank() == 0 and history:
+        write_json_atomic(curve, path)
+    return curve
+
+
+def _fit(module, cfg: TeacherConfig, name: str, stream, run: RunConfig, work: Path, tracker: Tracker,
+         summary: dict | None = None):  # fmt: skip
+    """Train `module` (a step module with .trainable()) for the part `name` of cfg, resuming from its part_dir.
+    With `summary`, its steps and loss curve (of the steps this call ran) are recorded under `name`."""
     part = getattr(cfg, name)
     if part.steps <= 0:
         return
@@ -61,9 +92,12 @@ def _fit(module, cfg: TeacherConfig, name: str, stream, run: RunConfig, work: Pa
     strategy = "loop" if run.data_parallel == "loop" else "ddp"
     wrapper = distributed.data_parallel(module, strategy, find_unused_parameters=name == "stage1")
     # the step's private generator (noise, timesteps, reference drops, augmentations) resumes with the rest
-    train(wrapper, stream, params, config, state={"module": module}, tracker=_Prefixed(tracker, name),
-          generators={"step": module.generator},
-          wrapper=None if wrapper is module else wrapper)  # fmt: skip
+    result = train(wrapper, stream, params, config, state={"module": module}, tracker=_Prefixed(tracker, name),
+                   generators={"step": module.generator},
+                   wrapper=None if wrapper is module else wrapper)  # fmt: skip
+    curve = _record_curve(Path(config.out_dir) / CURVE_FILE, result.resumed_from, result.history)
+    if summary is not None:
+        summary[name] = {"steps": result.step, "resumed_from": result.resumed_from, "curve": curve}
     module.eval()
 
 
@@ -115,6 +149,7 @@ def train_teacher(
     index: pd.DataFrame,
     work_dir: str | Path,
     tracker: Tracker | None = None,
+    summary: dict | None = None,
 ) -> ChampModel:
     """Small VAE, then stage 1 (R-UNet, D-UNet, guidance encoders on frames), then stage 2 (motion modules).
 
@@ -143,18 +178,29 @@ def train_teacher(
         permute_prob=cfg.vae.permute_prob,
         hue_prob=cfg.vae.hue_prob,
     )
-    _fit(vae, cfg, "vae", batch_stream(frames, cfg.vae.batch_size, data_seed), run, work, tracker)
+    _fit(vae, cfg, "vae", batch_stream(frames, cfg.vae.batch_size, data_seed), run, work, tracker, summary)
     model.vae.requires_grad_(False)
     calib = batch_stream(frames, 16, cfg.seed + 1)(0)  # same on every rank: one scaling factor
     scale = calibrate_scaling_factor(model.vae, (next(calib)["pixel_values"].to(device) for _ in range(4)))
     model.config.vae["scaling_factor"] = scale  # used by encode/decode and saved with the checkpoint
     model.vae.register_to_config(scaling_factor=scale)
     tracker.log_metrics({"vae/scaling_factor": scale}, step=0)
+    if summary is not None:
+        summary["vae_scaling_factor"] = scale
 
     schedule = NoiseSchedule()
     s1 = TeacherStage1(model, schedule, cfg.stage1.uncond_prob, seed=cfg.seed, snr_gamma=cfg.stage1.snr_gamma,
                        train_image_encoder=cfg.stage1.train_image_encoder)  # fmt: skip
-    _fit(s1, cfg, "stage1", batch_stream(frames, cfg.stage1.batch_size, data_seed + 2), run, work, tracker)
+    _fit(
+        s1,
+        cfg,
+        "stage1",
+        batch_stream(frames, cfg.stage1.batch_size, data_seed + 2),
+        run,
+        work,
+        tracker,
+        summary,
+    )
     model.requires_grad_(False)
 
     model.denoising_unet.add_motion_modules()
@@ -177,6 +223,7 @@ def train_teacher(
         run,
         work,
         tracker,
+        summary,
     )
     return model.requires_grad_(False).eval()
 
@@ -189,11 +236,19 @@ def load_or_train_teacher(
     index,
     work_dir,
     tracker: Tracker | None = None,
+    summary: dict | None = None,
 ) -> ChampModel:
+    """Champ's release (cfg.champ_dir, first when set), this project's released teacher (cfg.import_dir,
+    checksum and shapes checked), or a teacher trained here; with `summary`, a trained teacher's steps and
+    loss curves go in it."""
     if cfg.champ_dir:
         from cosec.models.champ_release import load_champ
 
         return load_champ(cfg.champ_dir, config=size.build_config(), motion_modules=True)
+    if cfg.import_dir:
+        from .release import load_release
+
+        return load_release(cfg.import_dir, expected=size.build_config().to_dict())
     payload = {
         "cfg": cfg,
         "size": size,
@@ -203,11 +258,14 @@ def load_or_train_teacher(
         "work": str(Path(work_dir).resolve()),
     }
     result = distributed.launch(_teacher_worker, payload, run, work_dir, "teacher", tracker)
+    if summary is not None:
+        summary.update(result.get("summary") or {})
     return ChampModel.from_pretrained(result["checkpoint"])
 
 
 def _teacher_worker(payload: dict, tracker: Tracker | None) -> dict:
     """One worker (or the process itself): the recipe; rank 0 writes the result for the caller."""
+    summary: dict = {}
     model = train_teacher(
         payload["cfg"],
         payload["size"],
@@ -216,8 +274,9 @@ def _teacher_worker(payload: dict, tracker: Tracker | None) -> dict:
         payload["index"],
         payload["work"],
         tracker,
+        summary,
     )
     out = Path(payload["work"]) / "result"
     if distributed.rank() == 0:
         model.to("cpu").save_pretrained(out)
-    return {"checkpoint": str(out)}
+    return {"checkpoint": str(out), "summary": summary}

@@ -24,8 +24,13 @@ SMOKE = {
     },
     "frames": {"resolution": 64},
     "guidance": {"contact_frames": 2},
-    "common": {"threads": 1, "run": {"checkpoint_every": 1, "log_every": 1, "progress": False}},
+    "common": {
+        "threads": 1,
+        "model": {"vae_channels": None},
+        "run": {"checkpoint_every": 1, "log_every": 1, "progress": False},
+    },
     "teacher": {
+        "import_dir": None,  # trains the teacher from scratch (the shipped one is tested in tests/teacher)
         "vae": {"steps": 2, "batch_size": 4},
         "stage1": {"steps": 2, "batch_size": 2},
         "stage2": {"steps": 1, "batch_size": 1, "num_frames": 4},

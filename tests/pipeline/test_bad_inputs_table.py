@@ -203,6 +203,20 @@ def _text_backbone(root: Path) -> None:
     (root / "weights" / "i3d_pretrained_400.pt").write_text("not weights\n")
 
 
+def _release(root: Path, corrupt: bool = False) -> None:
+    """A released teacher (the tiny 8x model and its manifest), its weights changed by one byte if `corrupt`."""
+    from cosec.models import ChampModel
+    from cosec.teacher.release import write_manifest
+
+    ChampModel.build("tiny", motion_modules=True).save_pretrained(root / "release", role="teacher")
+    write_manifest(root / "release", settings={}, command="test", metrics={})
+    if corrupt:
+        weights = root / "release" / "model.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[-3] ^= 0xFF
+        weights.write_bytes(bytes(data))
+
+
 def _bad_reference(root: Path) -> None:
     (root / "ref.png").write_text("not an image\n")
 
@@ -317,8 +331,25 @@ CASES: dict[str, Case] = {
         ["--params", P],
         ["champ/motion_module.pth"],
         "teacher",
-        params=lambda d: d["teacher"].update(champ_dir="champ", out="models/teacher_champ"),
+        params=lambda d: (
+            d["teacher"].update(champ_dir="champ", out="models/teacher_champ"),
+            d["common"]["model"].update(vae_channels=None),  # the tiny Champ folder's 8x VAE
+        ),
         setup=lambda r: _champ_folder(r, drop="motion_module.pth"),
+    ),
+    "released teacher changed on disk": Case(
+        ["--params", P],
+        ["release/model.safetensors: sha256", "does not match teacher.json", "git checkout"],
+        "teacher",
+        params=lambda d: d["teacher"].update(import_dir="release", out="models/teacher_release"),
+        setup=lambda r: _release(r, corrupt=True),
+    ),
+    "released teacher of other shapes than common.model": Case(
+        ["--params", P],
+        ["release: the released teacher's model does not match common.model", "vae.block_out_channels"],
+        "teacher",
+        params=lambda d: d["teacher"].update(import_dir="release", out="models/teacher_release"),
+        setup=_release,
     ),
     "text file renamed .pth (cosec champ import)": Case(
         ["champ", "import", "champ", "models/imported", "--config", "tiny"],

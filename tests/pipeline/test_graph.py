@@ -14,7 +14,14 @@ from cosec.pipeline.stages import STAGES
 
 from .import_closure import REPO, closure, direct_imports, script_of, uncovered
 
-GRAPHS = ("dvc.yaml", "reproduce/dvc.yaml", "ablation/dvc.yaml", "real/dvc.yaml", "seeds/dvc.yaml")
+GRAPHS = (
+    "dvc.yaml",
+    "reproduce/dvc.yaml",
+    "ablation/dvc.yaml",
+    "real/dvc.yaml",
+    "seeds/dvc.yaml",
+    "shipped/dvc.yaml",
+)
 
 
 def _stages(graph: str) -> dict[str, dict]:
@@ -110,12 +117,36 @@ def test_reproduce_graph_is_the_main_graph_under_reproduce():
         other = repro[name]
         assert other["cmd"] == stage["cmd"].replace("params.yaml", "reproduce/params.yaml"), name
         code = [d for d in stage["deps"] if d.startswith(("cosec", "stages"))]
-        data = [d for d in stage["deps"] if d not in code]
+        # the released teacher is the main graph's input only: reproduce trains its own (import_dir: null)
+        data = [d for d in stage["deps"] if d not in code and d != RELEASE]
         assert [d for d in other["deps"] if d.startswith(("cosec", "stages"))] == code, name
         assert [d for d in other["deps"] if not d.startswith(("cosec", "stages"))] == [
             f"reproduce/{d}" for d in data
         ]
         assert _sections(other) == _sections(stage), name
+
+
+RELEASE = "shipped/teacher"
+
+
+def test_shipped_graph_trains_the_release_the_main_graph_imports():
+    """shipped/dvc.yaml: the main graph's data and teacher stages under shipped/, its teacher committed to git
+    (cache: false); the main graph's teacher imports exactly that folder and depends on it; reproduce trains."""
+    main, shipped = _stages("dvc.yaml"), _stages("shipped/dvc.yaml")
+    assert list(shipped) == ["synth", "frames", "guidance", "index", "teacher"]
+    for name, stage in shipped.items():
+        assert stage["cmd"] == main[name]["cmd"].replace("params.yaml", "shipped/params.yaml"), name
+        code = [d for d in main[name]["deps"] if d.startswith(("cosec", "stages"))]
+        assert [d for d in stage["deps"] if d.startswith(("cosec", "stages"))] == code, name
+    assert shipped["teacher"]["outs"] == [{RELEASE: {"cache": False}}]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert params["teacher"]["import_dir"] == RELEASE
+    assert RELEASE in main["teacher"]["deps"]
+    assert yaml.safe_load((REPO / "reproduce/params.yaml").read_text())["teacher"]["import_dir"] is None
+    release = yaml.safe_load((REPO / "shipped/params.yaml").read_text())
+    assert release["teacher"]["out"] == RELEASE and release["teacher"].get("import_dir") is None
+    # the run that imports it must build the same model
+    assert release["common"]["model"] == params["common"]["model"]
 
 
 def test_real_graph_runs_the_main_graphs_scripts_under_real():

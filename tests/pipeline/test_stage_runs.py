@@ -92,8 +92,11 @@ def test_stage_script_prints_one_line_without_traceback(tmp_path):
     assert len(lines) == 1 and str(path) in lines[0] and "phase_1" in lines[0], proc.stderr
 
 
+# The child restores Python's SIGINT handler: a suite started in the background (`.ci/run &`) hands its
+# children SIGINT ignored, as shells do for background jobs, and the SIGINT case would then wait forever.
 TRACKED = textwrap.dedent("""
-    import os, sys, time
+    import os, signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from cosec.pipeline.common import tracked
     from cosec.pipeline.params import Common
     common = Common(experiment="kill-test", mlflow_db=sys.argv[1])
