@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from cosec.config import to_dict
 from cosec.teacher.config import PARTS, TeacherConfig
 from cosec.teacher.recipe import load_or_train_teacher
-from cosec.teacher.release import MANIFEST, verify, write_manifest
+from cosec.teacher.release import MANIFEST, load_release, read_manifest, write_manifest
 
 from .common import read_index, tracked, work_dir
 from .stage import Stage
@@ -55,10 +55,8 @@ def run(params: Params) -> None:
 
 def _import(cfg, common, tracker) -> None:
     """Copy the released teacher (checksum and model shapes checked) to teacher.out, its manifest with it."""
-    from cosec.teacher.recipe import load_or_train_teacher as load
-
-    model = load(cfg, common.model, common.run, common.data_root, None, work_dir=None, tracker=tracker)
-    manifest = verify(cfg.import_dir)
+    model = load_release(cfg.import_dir, expected=common.model.build_config().to_dict())  # checksum checked
+    manifest = read_manifest(cfg.import_dir)
     model.save_pretrained(cfg.out, role="teacher")
     write_manifest(cfg.out, settings=manifest.get("settings", {}), command=manifest.get("command"),
                    metrics=manifest.get("metrics", {}))  # fmt: skip
